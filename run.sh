@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The project's two commands (see README.md):
+#   ./run.sh                 set up, build the synthetic data, train and evaluate the default
+#   ./run.sh test [ARGS]     set up, run the test suite (ARGS go to pytest)
+#   ./run.sh bench [NAMES]   set up, run the benchmarks in benchmarks/ (all, or the named ones)
+# Any other arguments are passed to `python -m ptopk_patch_selection.main`.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+VENV="${VENV:-.venv}"
+PYTHON="$VENV/bin/python"
+
+setup() {
+  if [ ! -x "$PYTHON" ]; then
+    echo "[run.sh] creating virtual environment in $VENV"
+    python3 -m venv "$VENV"
+  fi
+  # Reinstall only when requirements.txt or pyproject.toml changed.
+  local stamp="$VENV/.installed-requirements"
+  local want
+  want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "[run.sh] installing requirements.txt into $VENV (first run takes a few minutes)"
+    "$PYTHON" -m pip install -q --disable-pip-version-check --upgrade pip
+    "$PYTHON" -m pip install -q --disable-pip-version-check -r requirements.txt
+    "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps -e .
+    echo "$want" > "$stamp"
+  fi
+}
+
+run_tests() {
+  # pytest exits 5 when it collects nothing; that is a failure here too.
+  local rc=0
+  "$PYTHON" -m pytest "$@" || rc=$?
+  if [ "$rc" -eq 5 ]; then
+    echo "[run.sh] pytest collected no tests: failing" >&2
+  fi
+  return "$rc"
+}
+
+run_benchmarks() {
+  local names=("$@")
+  if [ ${#names[@]} -eq 0 ]; then
+    names=(topk_op)
+  fi
+  for name in "${names[@]}"; do
+    echo "[run.sh] benchmark $name"
+    "$PYTHON" -m "benchmarks.$name"
+  done
+}
+
+train_default() {
+  echo "[run.sh] training the embedded default is not wired up yet."
+  echo "[run.sh] It will: build synthetic_traffic_signs/small under data/, train"
+  echo "[run.sh] configs/synthetic.py on this machine, evaluate, and print where the"
+  echo "[run.sh] TensorBoard logs, checkpoint and patch pictures are."
+}
+
+setup
+case "${1:-}" in
+  test) shift; run_tests "$@" ;;
+  bench) shift; run_benchmarks "$@" ;;
+  "") train_default ;;
+  *) "$PYTHON" -m ptopk_patch_selection.main "$@" ;;
+esac

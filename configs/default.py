@@ -1,0 +1,110 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""Every configuration field, declared once with its default.
+
+Experiment configs import this module and override a few fields; with
+`lock_config=True` a misspelt override fails at once. Defaults follow the
+paper's traffic-sign experiment (../shared/reference/released_code.md, 2.2).
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """The full set of fields with their defaults."""
+  config = ml_collections.ConfigDict()
+  config.seed = 42
+
+  # Data (ptopk_patch_selection/input_pipeline.py, datasets/).
+  config.dataset = ml_collections.ConfigDict()
+  config.dataset.name = "synthetic_traffic_signs/small"  # TFDS name[/config]
+  config.dataset.data_dir = "data/tfds"  # built TFDS datasets
+  config.dataset.manual_dir = "data/downloads"  # user downloads, per dataset
+  config.dataset.train_split = "train"
+  config.dataset.eval_split = "test"
+  config.dataset.image_size = (512, 512)  # (h, w) the model sees
+  config.dataset.num_classes = 4
+  # Augmentation: "none", "traffic" (pad + random crop + colour scaling),
+  # "billiard" (pad + random crop), "cub" (resize, crop, flip).
+  config.dataset.augmentation = "traffic"
+  config.dataset.pad_pixels = 100  # random translation of up to this many px
+  config.dataset.color_probability = 0.8  # random affine colour scaling
+  config.dataset.color_scale = (0.8, 1.2)
+  config.dataset.color_offset = (-0.1, 0.1)
+  config.dataset.resize = 600  # cub: resize before cropping
+  config.dataset.max_objects = 8  # object boxes per example, padded + mask
+  config.dataset.num_threads = 2  # reader threads (decode + augment)
+  config.dataset.prefetch_batches = 4  # batches read ahead
+  config.batch_size = 32
+  config.eval_batch_size = 32
+
+  # Model (ptopk_patch_selection/models/).
+  config.model = ml_collections.ConfigDict()
+  config.model.name = "patchnet"  # "patchnet", "ntsnet", "whole_image"
+  config.model.k = 5
+  config.model.patch_size = 100
+  config.model.downscale = 3
+  config.model.scorer_has_se = False
+  config.model.scorer_padding = "valid"  # "valid" (paper), "edge"
+  config.model.patch_padding = "constant"  # "constant", "edge", "reflect"
+  config.model.normalization = "minmax"  # "minmax", "identity", "softmax"
+  config.model.normalization_epsilon = 1e-5
+  config.model.selection = "perturbed"  # "perturbed", "sinkhorn", "hard", "random"
+  config.model.selection_eval = "hard"
+  config.model.perturbed = ml_collections.ConfigDict()
+  config.model.perturbed.num_samples = 500
+  config.model.perturbed.gradient = "exact"  # "exact", "diagonal"
+  config.model.perturbed.noise = "normal"  # "normal", "gumbel"
+  config.model.perturbed.variance_reduction = "none"
+  config.model.perturbed.chunk_size = 16
+  config.model.sinkhorn = ml_collections.ConfigDict()
+  config.model.sinkhorn.epsilon = 1e-4
+  config.model.sinkhorn.num_iterations = 2000
+  config.model.soft_extractor = "matmul"  # "matmul", "scan"
+  config.model.append_position = False
+  # "ats_traffic", "resnet18", "resnet18_thin", "resnet50"
+  config.model.feature_network = "ats_traffic"
+  config.model.aggregator = "mean"  # "mean", "max", "sum_layernorm", "transformer"
+  config.model.transformer = ml_collections.ConfigDict()
+  config.model.transformer.num_layers = 3
+  config.model.transformer.num_heads = 8
+  config.model.transformer.hidden_size = 256
+  config.model.transformer.dropout = 0.1
+  config.model.transformer.pooling = "sum"  # "sum", "mean", "max", "cls"
+  config.model.hard_topk_probability = 0.0
+  config.model.random_patch_probability = 0.0
+  # "whole_image" baseline: the feature network on the image / this factor.
+  config.model.whole_image_downscale = 1
+  # .npz or Orbax directory for the feature network (models/pretrained.py).
+  config.model.pretrained_checkpoint = ""
+  config.model.ntsnet = ml_collections.ConfigDict()
+  # "none", "squeeze_excite_x", "squeeze_excite_d"
+  config.model.ntsnet.communication = "squeeze_excite_d"
+  config.model.ntsnet.part_size = 224
+  config.model.ntsnet.dropout = 0.5
+  config.model.ntsnet.aggregation = "mean"  # "mean", "concat"
+
+  # Selection noise: sigma decays linearly from sigma to sigma_end.
+  config.sigma = 0.05
+  config.sigma_end = 0.0
+  config.entropy_regularizer = 0.01  # weight of -entropy(softmax(raw scores))
+
+  # Optimisation.
+  config.optimizer = "adamw"  # "adamw", "sgd"
+  config.learning_rate = 1e-4
+  config.weight_decay = 1e-4  # decoupled, scaled by the learning rate
+  config.momentum = 0.9  # sgd only
+  config.gradient_clip = 0.1  # element-wise value clipping; 0 disables
+  config.schedule = "cosine"  # "cosine", "piecewise"
+  config.warmup_ratio = 0.1
+  config.decay_at_steps = ()  # piecewise: multiply by decay_factor at these
+  config.decay_factor = 0.1
+  config.num_train_steps = 70_000
+
+  # Logging, evaluation and checkpoints.
+  config.log_every_steps = 50
+  config.eval_every_steps = 1000
+  config.checkpoint_every_steps = 5000
+  config.max_nonfinite_steps = 10  # consecutive skipped steps before stopping
+  config.num_image_summaries = 4
+  return config

@@ -1,0 +1,30 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""The base of the project's TFDS builders.
+
+Two defaults differ from `tfds.core.GeneratorBasedBuilder`:
+  * datasets are written as ArrayRecord, the random-access format that
+    `tfds.data_source` and the input pipeline read;
+  * `code_path` is the builder's source file. TFDS 4.9.10 otherwise probes
+    `importlib_resources`, which current `etils` no longer installs, and fails
+    for any builder defined outside the TFDS package.
+"""
+
+import inspect
+
+from etils import epath
+import tensorflow_datasets as tfds
+
+FILE_FORMAT = "array_record"
+
+
+class ProjectBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """GeneratorBasedBuilder writing ArrayRecord files."""
+
+  def __init__(self, *, file_format: str = FILE_FORMAT, **kwargs):
+    super().__init__(file_format=file_format, **kwargs)
+
+  @tfds.core.utils.classproperty
+  @classmethod
+  def code_path(cls) -> epath.Path:
+    return epath.Path(inspect.getfile(cls))

@@ -1,0 +1,148 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""Feature networks: patches (n, p, p, c) -> pooled features (n, D).
+
+  * "ats_traffic": the thin pre-activation ResNet of ATS (Katharopoulos and
+    Fleuret 2019) used for traffic signs; D = 32.
+  * "resnet18": ResNet-18 (BasicBlock (2, 2, 2, 2), 64 filters); D = 512.
+  * "resnet18_thin": ResNet-18 with 16 filters (the paper's appendix); D = 128.
+  * "resnet50": ResNet-50 v1.5 (Bottleneck (3, 4, 6, 3), stride on the 3x3,
+    zero-initialised last BatchNorm scale of each block); D = 2048.
+
+BatchNorm everywhere (momentum 0.9, epsilon 1e-5, running averages at
+evaluation). Under `jax.jit` with batch-sharded inputs the batch statistics
+are global, so there is no `axis_name`. The ResNet stem is conv 7x7/2 -> BN ->
+ReLU -> max-pool 3x3/2; the released code lacked that ReLU.
+
+Every network takes `pool=False` to return the last feature map instead of
+its spatial mean (NTS-Net needs the map).
+"""
+
+import functools
+from collections.abc import Sequence
+
+import flax.linen as nn
+import jax
+
+_Conv = functools.partial(nn.Conv, use_bias=False)
+
+
+def _batch_norm(train: bool, **kwargs) -> nn.BatchNorm:
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                      epsilon=1e-5, **kwargs)
+
+
+class BasicBlock(nn.Module):
+  """ResNet v1 basic block: 3x3 -> BN -> ReLU -> 3x3 -> BN, + shortcut, ReLU."""
+  filters: int
+  strides: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    y = _Conv(self.filters, (3, 3), self.strides, name="conv1")(x)
+    y = nn.relu(_batch_norm(train, name="bn1")(y))
+    y = _Conv(self.filters, (3, 3), name="conv2")(y)
+    y = _batch_norm(train, name="bn2")(y)
+    if x.shape[-1] != self.filters or self.strides != 1:
+      x = _Conv(self.filters, (1, 1), self.strides, name="proj_conv")(x)
+      x = _batch_norm(train, name="proj_bn")(x)
+    return nn.relu(x + y)
+
+
+class BottleneckBlock(nn.Module):
+  """ResNet v1.5 bottleneck: 1x1 -> 3x3 (strided) -> 1x1 (4x), zero-init BN."""
+  filters: int
+  strides: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    y = _Conv(self.filters, (1, 1), name="conv1")(x)
+    y = nn.relu(_batch_norm(train, name="bn1")(y))
+    y = _Conv(self.filters, (3, 3), self.strides, name="conv2")(y)
+    y = nn.relu(_batch_norm(train, name="bn2")(y))
+    y = _Conv(4 * self.filters, (1, 1), name="conv3")(y)
+    y = _batch_norm(train, name="bn3", scale_init=nn.initializers.zeros)(y)
+    if x.shape[-1] != 4 * self.filters or self.strides != 1:
+      x = _Conv(4 * self.filters, (1, 1), self.strides, name="proj_conv")(x)
+      x = _batch_norm(train, name="proj_bn")(x)
+    return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  """ResNet v1: stem, then stages of blocks of width num_filters * 2^stage."""
+  stage_sizes: Sequence[int]
+  block_cls: type[nn.Module]
+  num_filters: int = 64
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool,
+               pool: bool = True) -> jax.Array:
+    x = _Conv(self.num_filters, (7, 7), 2, padding=((3, 3), (3, 3)),
+              name="stem_conv")(x)
+    x = nn.relu(_batch_norm(train, name="stem_bn")(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    for stage, num_blocks in enumerate(self.stage_sizes):
+      for block in range(num_blocks):
+        strides = 2 if stage > 0 and block == 0 else 1
+        x = self.block_cls(self.num_filters * 2**stage, strides,
+                           name=f"stage{stage + 1}_block{block + 1}")(
+                               x, train=train)
+    return x.mean(axis=(1, 2)) if pool else x
+
+
+class PreActBasicBlock(nn.Module):
+  """ATS's pre-activation block (BasicBlockv2).
+
+  a = relu(BN(x)); out = shortcut(a) + conv3x3(relu(BN(conv3x3_s(a)))), where
+  the shortcut is `a` itself, or a strided 1x1 convolution of `a` when the
+  shape changes (both take the pre-activated input, as in ATS).
+  """
+  filters: int
+  strides: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
+    a = nn.relu(_batch_norm(train, name="bn1")(x))
+    shortcut = a
+    if x.shape[-1] != self.filters or self.strides != 1:
+      shortcut = _Conv(self.filters, (1, 1), self.strides,
+                       name="proj_conv")(a)
+    y = _Conv(self.filters, (3, 3), self.strides, name="conv1")(a)
+    y = nn.relu(_batch_norm(train, name="bn2")(y))
+    y = _Conv(self.filters, (3, 3), name="conv2")(y)
+    return shortcut + y
+
+
+class ATSNetwork(nn.Module):
+  """ATS traffic-sign feature network: conv3x3, 3 pre-act blocks, BN, ReLU."""
+  filters: int = 32
+  strides: Sequence[int] = (2, 2, 2)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, *, train: bool,
+               pool: bool = True) -> jax.Array:
+    x = _Conv(self.filters, (3, 3), name="stem_conv")(x)
+    for block, strides in enumerate(self.strides):
+      x = PreActBasicBlock(self.filters, strides, name=f"block{block + 1}")(
+          x, train=train)
+    x = nn.relu(_batch_norm(train, name="final_bn")(x))
+    return x.mean(axis=(1, 2)) if pool else x
+
+
+FEATURE_NETWORKS = {
+    "ats_traffic": ATSNetwork,
+    "resnet18": functools.partial(ResNet, (2, 2, 2, 2), BasicBlock, 64),
+    "resnet18_thin": functools.partial(ResNet, (2, 2, 2, 2), BasicBlock, 16),
+    "resnet50": functools.partial(ResNet, (3, 4, 6, 3), BottleneckBlock, 64),
+}
+
+# Networks whose last map has stride 32 (what NTS-Net's anchors assume).
+STRIDE_32_NETWORKS = ("resnet18", "resnet18_thin", "resnet50")
+
+
+def feature_network(name: str) -> nn.Module:
+  """A fresh feature network by name (one of FEATURE_NETWORKS)."""
+  if name not in FEATURE_NETWORKS:
+    raise ValueError(f"Unknown feature network {name!r}; expected one of "
+                     f"{sorted(FEATURE_NETWORKS)}.")
+  return FEATURE_NETWORKS[name]()

@@ -1,0 +1,214 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""PatchNet (the paper's model) and the whole-image baseline.
+
+PatchNet on images (b, h, w, c):
+  1. downscale by `downscale` (bilinear, antialiased) and score:
+     raw scores (b, H', W'), one per candidate patch of the grid, d = H' W';
+  2. normalise the flat scores (b, d) and select k patches: soft indicators
+     (b, k, d) for "perturbed" / "sinkhorn", indices (b, k) for "hard" /
+     "random" (`selection` in training, `selection_eval` at evaluation);
+  3. optionally append 2 position channels (row, column in [0, 1]);
+  4. extract the k full-resolution patches (b, k, p, p, c): by index for a
+     hard selection, as indicator-weighted sums of all candidate patches for a
+     soft one (differentiable in the indicators);
+  5. embed each patch with the feature network, (b, k, D), aggregate to
+     (b, D') and classify with Dense(D') -> swish -> Dense(num_classes).
+
+Randomness: the selection noise and random patches come from the "selection"
+RNG stream, dropout from "dropout"; evaluation with "hard" needs neither.
+"""
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ptopk_patch_selection import patches as patches_lib
+from ptopk_patch_selection import perturbed_topk as ptopk
+from ptopk_patch_selection.models import scorer as scorer_lib
+from ptopk_patch_selection.models import selection as selection_lib
+
+SOFT_EXTRACTORS = {
+    "matmul": patches_lib.extract_patches_matmul,
+    "scan": patches_lib.extract_patches_scan,
+}
+
+
+def downscale_images(images: jax.Array, downscale: int) -> jax.Array:
+  """(b, h, w, c) -> (b, h // downscale, w // downscale, c), antialiased."""
+  if downscale == 1:
+    return images
+  b, h, w, c = images.shape
+  return jax.image.resize(images, (b, h // downscale, w // downscale, c),
+                          "bilinear", antialias=True)
+
+
+def append_position_channels(images: jax.Array) -> jax.Array:
+  """Appends (row, column) coordinates in [0, 1]: (b, h, w, c + 2)."""
+  b, h, w, _ = images.shape
+  rows, cols = jnp.meshgrid(jnp.linspace(0.0, 1.0, h),
+                            jnp.linspace(0.0, 1.0, w), indexing="ij")
+  position = jnp.stack([rows, cols], axis=-1).astype(images.dtype)
+  return jnp.concatenate(
+      [images, jnp.broadcast_to(position, (b, h, w, 2))], axis=-1)
+
+
+class ClassifierHead(nn.Module):
+  """Dense(D) -> swish -> Dense(num_classes) on a representation (b, D)."""
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = nn.swish(nn.Dense(x.shape[-1], name="hidden")(x))
+    return nn.Dense(self.num_classes, name="logits")(x)
+
+
+class PatchNet(nn.Module):
+  """Differentiable patch selection: image -> (logits, aux).
+
+  Attributes:
+    num_classes: number of classes.
+    k: number of selected patches.
+    patch_size: side of the square full-resolution patches.
+    downscale: the scorer sees the image downscaled by this factor.
+    scorer: a `Scorer`.
+    feature_network: maps (n, p, p, c) patches to (n, D) features.
+    aggregator: maps (b, k, D) embeddings and (b, k, d) indicators to (b, D').
+    topk: the Top-K options (`selection.TopK`).
+    selection: method in training (`selection.SELECTIONS`).
+    selection_eval: method at evaluation.
+    normalization: score normalisation (`selection.NORMALIZATIONS`).
+    normalization_epsilon: epsilon of the "minmax" normalisation.
+    patch_padding: "constant", "edge" or "reflect" outside the image.
+    soft_extractor: "matmul" or "scan" (`SOFT_EXTRACTORS`).
+    append_position: append 2 position channels before extraction.
+    hard_topk_probability: in training, per example, use the hard Top-K
+      instead of a soft selection with this probability.
+    random_patch_probability: in training, per slot, replace the selected
+      patch with a random patch not already selected with this probability.
+  """
+  num_classes: int
+  k: int
+  patch_size: int
+  downscale: int
+  scorer: nn.Module
+  feature_network: nn.Module
+  aggregator: nn.Module
+  topk: selection_lib.TopK
+  selection: str = "perturbed"
+  selection_eval: str = "hard"
+  normalization: str = "minmax"
+  normalization_epsilon: float = 1e-5
+  patch_padding: str = "constant"
+  soft_extractor: str = "matmul"
+  append_position: bool = False
+  hard_topk_probability: float = 0.0
+  random_patch_probability: float = 0.0
+
+  def _select(self, method, scores, sigma, train):
+    """(indicators, indices) of the k patches; see `selection.TopK`."""
+    needs_key = method in ("perturbed", "random")
+    key = self.make_rng("selection") if needs_key else None
+    indicators, indices = self.topk(method, scores, key=key, sigma=sigma)
+    if train and self.hard_topk_probability > 0 and indicators is not None:
+      indicators = selection_lib.mix_in_hard_topk(
+          self.make_rng("selection"), indicators, scores,
+          self.hard_topk_probability)
+    if train and self.random_patch_probability > 0 and method != "random":
+      indicators, indices = selection_lib.mix_in_random_patches(
+          self.make_rng("selection"), indicators, indices, scores,
+          self.random_patch_probability)
+    return indicators, indices
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool,
+               sigma: jax.Array | float = 0.0
+               ) -> tuple[jax.Array, dict[str, Any]]:
+    """Classifies (b, h, w, c) images.
+
+    Args:
+      images: (b, h, w, c) full-resolution images.
+      train: training mode (selection, BatchNorm statistics, dropout).
+      sigma: perturbed Top-K noise scale (a traced scalar that decays).
+
+    Returns:
+      logits (b, num_classes) and aux, a dict with "scores" (b, H', W') raw
+      and "normalized_scores" (b, H', W'); "entropy", the batch mean of the
+      entropy of softmax(raw scores) (the regulariser's input); "sigma";
+      "indicators" (b, k, d) (one-hot for a hard selection); "indices"
+      (b, k) (for a soft selection, the most likely patch of each slot);
+      "patches" (b, k, p, p, c) as extracted, without position channels.
+    """
+    b, h, w, c = images.shape
+    raw = self.scorer(downscale_images(images, self.downscale))
+    grid_h, grid_w = raw.shape[1:]
+    flat = raw.reshape(b, grid_h * grid_w)
+    scores = selection_lib.normalize_scores(flat, self.normalization,
+                                            self.normalization_epsilon)
+    method = self.selection if train else self.selection_eval
+    indicators, indices = self._select(method, scores, sigma, train)
+
+    grid = patches_lib.PatchGrid((h, w), (grid_h, grid_w), self.patch_size)
+    inputs = append_position_channels(images) if self.append_position else (
+        images)
+    if indices is not None:
+      extracted = patches_lib.extract_patches_from_indices(
+          inputs, indices, grid, self.patch_padding)
+      indicators = ptopk.indicators_from_indices(indices, grid.num_patches,
+                                                 images.dtype)
+    else:
+      extracted = SOFT_EXTRACTORS[self.soft_extractor](
+          inputs, indicators, grid, self.patch_padding)
+      indices = jnp.argmax(indicators, axis=-1)
+
+    p = self.patch_size
+    features = self.feature_network(
+        extracted.reshape((b * self.k, p, p, extracted.shape[-1])),
+        train=train)
+    embeddings = features.reshape(b, self.k, -1)
+    representation = self.aggregator(embeddings, indicators, train=train)
+    logits = ClassifierHead(self.num_classes, name="head")(representation)
+    aux = {
+        "scores": raw,
+        "normalized_scores": scores.reshape(b, grid_h, grid_w),
+        "entropy": selection_lib.softmax_entropy(flat),
+        "sigma": jnp.asarray(sigma, jnp.float32),
+        "indicators": indicators,
+        "indices": indices,
+        "patches": extracted[..., :c],
+    }
+    return logits, aux
+
+
+class WholeImageClassifier(nn.Module):
+  """Baseline: the feature network on the whole (downscaled) image.
+
+  Attributes:
+    num_classes: number of classes.
+    feature_network: maps (b, h, w, c) images to (b, D) features.
+    downscale: resize the image by 1/downscale first (1: full resolution).
+    append_position: append 2 position channels (after downscaling).
+  """
+  num_classes: int
+  feature_network: nn.Module
+  downscale: int = 1
+  append_position: bool = False
+
+  @nn.compact
+  def __call__(self, images: jax.Array, *, train: bool,
+               sigma: jax.Array | float = 0.0
+               ) -> tuple[jax.Array, dict[str, Any]]:
+    """(b, h, w, c) -> logits (b, num_classes) and aux.
+
+    aux holds "entropy" = 0 (there is no scorer), so that a training loop can
+    add the entropy regulariser to every model alike.
+    """
+    del sigma  # No selection; same signature as PatchNet.
+    x = downscale_images(images, self.downscale)
+    if self.append_position:
+      x = append_position_channels(x)
+    features = self.feature_network(x, train=train)
+    logits = ClassifierHead(self.num_classes, name="head")(features)
+    return logits, {"entropy": jnp.zeros((), jnp.float32)}

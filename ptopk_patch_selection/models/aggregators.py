@@ -42,7 +42,11 @@ class SumLayerNormAggregator(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-  """Post-LN encoder layer: x = LN(x + drop(MHA(x))); x = LN(x + drop(FFN(x)))."""
+  """Post-LN encoder layer.
+
+  x = LN(x + drop(MHA(x))); x = LN(x + drop(FFN(x))), FFN = Dense(2 H) ->
+  ReLU -> Dense(H), LayerNorm epsilon 1e-6.
+  """
   num_heads: int
   dropout: float
 

@@ -74,8 +74,9 @@ def num_anchors(image_size: Sequence[int]) -> int:
 def _crop_window(images, start, size, mode):
   """Rows [start, start + size) of axis 1 of images, padded by `mode`."""
   end = images.shape[1]
-  images = jnp.pad(images, ((0, 0), (max(-start, 0), max(start + size - end, 0)),
-                            (0, 0), (0, 0)), mode=mode)
+  before, after = max(-start, 0), max(start + size - end, 0)
+  images = jnp.pad(images, ((0, 0), (before, after), (0, 0), (0, 0)),
+                   mode=mode)
   return jax.lax.slice_in_dim(images, max(start, 0), max(start, 0) + size,
                               axis=1)
 

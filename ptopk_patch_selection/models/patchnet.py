@@ -27,7 +27,6 @@ import jax.numpy as jnp
 
 from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
-from ptopk_patch_selection.models import scorer as scorer_lib
 from ptopk_patch_selection.models import selection as selection_lib
 
 SOFT_EXTRACTORS = {

@@ -1,0 +1,326 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""Tests of PatchNet, the scorer, the selection helpers and create_model."""
+
+import re
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from ptopk_patch_selection import models
+from ptopk_patch_selection.models import patchnet
+from ptopk_patch_selection.models import selection
+
+IMAGE = (48, 64)  # downscale 2 -> 24x32 -> a 2x3 grid, d = 6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fast_compile():
+  """Cheap XLA compiles for tiny shapes; restored after this module."""
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)
+
+
+def tiny_config(**overrides):
+  config = default.get_config().model
+  config.k = 2
+  config.patch_size = 12
+  config.downscale = 2
+  config.perturbed.num_samples = 16
+  config.sinkhorn.epsilon = 1e-2
+  config.sinkhorn.num_iterations = 100
+  config.transformer.update(num_layers=1, num_heads=2, hidden_size=8,
+                            dropout=0.5)
+  for field, value in overrides.items():
+    node = config
+    *parents, last = field.split(".")
+    for parent in parents:
+      node = node[parent]
+    node[last] = value
+  return config
+
+
+def rngs(seed=0):
+  keys = jax.random.split(jax.random.key(seed), 3)
+  return dict(zip(("params", "selection", "dropout"), keys))
+
+
+def images(batch=2, size=IMAGE, channels=3, seed=0):
+  return jax.random.uniform(jax.random.key(seed), (batch,) + size +
+                            (channels,))
+
+
+def init(model, x):
+  return jax.jit(lambda x: model.init(rngs(), x, train=False))(x)
+
+
+def test_scorer_grid_at_paper_sizes():
+  assert models.Scorer.grid_size((960, 1280), 3) == (39, 52)
+  assert models.Scorer.grid_size((1000, 1000), 4) == (30, 30)
+
+
+@pytest.mark.parametrize("padding", ["valid", "edge"])
+def test_scorer_output_matches_grid_size(padding):
+  """Both paddings give the grid of the formula, here at traffic size."""
+  scorer = models.Scorer(padding=padding, use_se=True)
+  x = jnp.zeros((1, 960 // 3, 1280 // 3, 3))
+  variables = jax.eval_shape(lambda x: scorer.init(jax.random.key(0), x), x)
+  scores = jax.eval_shape(scorer.apply, variables, x)
+  assert scores.shape == (1, 39, 52)
+
+
+def test_scorer_edge_padding_same_params_different_scores():
+  x = images(1, (40, 56))
+  valid = models.Scorer(padding="valid")
+  variables = valid.init(jax.random.key(0), x)
+  edge_scores = models.Scorer(padding="edge").apply(variables, x)
+  valid_scores = valid.apply(variables, x)
+  chex.assert_equal_shape([edge_scores, valid_scores])
+  assert edge_scores.shape == (1, 4, 6)
+  assert not np.allclose(edge_scores, valid_scores)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("k", 7, "model.k=7"),
+    ("patch_size", 49, "model.patch_size=49"),
+    ("aggregator", "attention", "model.aggregator='attention'"),
+    ("selection", "gumbel", "model.selection='gumbel'"),
+    ("selection_eval", "soft", "model.selection_eval='soft'"),
+    ("feature_network", "vgg", "model.feature_network='vgg'"),
+    ("normalization", "zscore", "model.normalization='zscore'"),
+    ("name", "vit", "model.name='vit'"),
+    ("downscale", 4, "model.downscale=4"),
+    ("transformer.num_heads", 3, "model.transformer.num_heads=3"),
+])
+def test_create_model_rejects_invalid_fields(field, value, message):
+  config = tiny_config(**{"aggregator": "transformer", field: value})
+  with pytest.raises(ValueError, match=re.escape(message)):
+    models.create_model(config, num_classes=4, image_size=IMAGE)
+
+
+def test_create_model_accepts_largest_k_and_patch():
+  model = models.create_model(tiny_config(k=6, patch_size=48), num_classes=4,
+                              image_size=IMAGE)
+  assert isinstance(model, models.PatchNet)
+  assert (model.k, model.patch_size) == (6, 48)
+
+
+@pytest.mark.parametrize("name,cls", [
+    ("patchnet", models.PatchNet),
+    ("whole_image", models.WholeImageClassifier),
+    ("ntsnet", models.NTSNet),
+])
+def test_create_model_builds_each_model(name, cls):
+  config = tiny_config(name=name, feature_network="resnet18_thin")
+  assert isinstance(
+      models.create_model(config, num_classes=4, image_size=(448, 448)), cls)
+
+
+def _scorer_gradient(method):
+  """Gradient of the cross entropy (not the entropy term) w.r.t. the scorer."""
+  model = models.create_model(tiny_config(selection=method), num_classes=4,
+                              image_size=IMAGE)
+  x = images()
+  variables = init(model, x)
+  labels = jnp.array([0, 3])
+
+  @jax.jit
+  def grad(params):
+    def loss(params):
+      (logits, _), _ = model.apply(
+          {**variables, "params": params}, x, train=True, sigma=0.5,
+          rngs=rngs(1), mutable=["batch_stats"])
+      return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(2), labels])
+    return jax.grad(loss)(params)
+
+  return grad(variables["params"])["scorer"]
+
+
+@pytest.mark.parametrize("method", ["perturbed", "sinkhorn"])
+def test_gradient_reaches_scorer_with_soft_selection(method):
+  gradient = _scorer_gradient(method)
+  leaves = jax.tree.leaves(gradient)
+  assert all(np.all(np.isfinite(leaf)) for leaf in leaves)
+  assert sum(float(jnp.abs(leaf).sum()) for leaf in leaves) > 0
+
+
+@pytest.mark.parametrize("method", ["hard", "random"])
+def test_gradient_is_zero_for_scorer_with_hard_selection(method):
+  for leaf in jax.tree.leaves(_scorer_gradient(method)):
+    np.testing.assert_array_equal(leaf, 0.0)
+
+
+@pytest.mark.parametrize("aggregator", ["mean", "transformer"])
+def test_evaluation_is_deterministic(aggregator):
+  """Eval: no RNG needed, same logits twice; training differs by RNG."""
+  model = models.create_model(tiny_config(aggregator=aggregator),
+                              num_classes=4, image_size=IMAGE)
+  x = images()
+  variables = init(model, x)
+  evaluate = jax.jit(lambda v, r: model.apply(v, x, train=False, sigma=0.5,
+                                              rngs=r)[0])
+  first = evaluate(variables, {})
+  np.testing.assert_array_equal(first, evaluate(variables, {}))
+  np.testing.assert_array_equal(first, evaluate(variables, rngs(7)))
+
+  train = jax.jit(lambda r: model.apply(
+      variables, x, train=True, sigma=0.5, rngs=r,
+      mutable=["batch_stats"])[0][0])
+  assert not np.allclose(train(rngs(1)), train(rngs(2)))
+
+
+def _trace(config, image_size, batch=2):
+  model = models.create_model(config, num_classes=9, image_size=image_size)
+  x = jax.ShapeDtypeStruct((batch,) + image_size + (3,), jnp.float32)
+  variables = jax.eval_shape(lambda x: model.init(rngs(), x, train=False), x)
+  outputs = {}
+  for train in (True, False):
+    (logits, aux), _ = jax.eval_shape(
+        lambda v, x, t=train: model.apply(v, x, train=t, sigma=0.05,
+                                          rngs=rngs(), mutable=True),
+        variables, x)
+    outputs[train] = (logits, aux)
+  return outputs
+
+
+def test_traffic_sign_setting_traces():
+  config = default.get_config().model  # The defaults are the traffic setup.
+  outputs = _trace(config, (960, 1280))
+  for logits, aux in outputs.values():
+    assert logits.shape == (2, 9)
+    assert aux["scores"].shape == (2, 39, 52)
+    assert aux["indicators"].shape == (2, 5, 2028)
+    assert aux["indices"].shape == (2, 5)
+    assert aux["patches"].shape == (2, 5, 100, 100, 3)
+
+
+def test_billiard_setting_traces():
+  config = tiny_config(k=10, patch_size=100, downscale=4,
+                       feature_network="resnet18", aggregator="transformer")
+  config.transformer.update(num_layers=3, num_heads=8, hidden_size=256)
+  outputs = _trace(config, (1000, 1000))
+  for logits, aux in outputs.values():
+    assert logits.shape == (2, 9)
+    assert aux["scores"].shape == (2, 30, 30)
+    assert aux["indicators"].shape == (2, 10, 900)
+    assert aux["patches"].shape == (2, 10, 100, 100, 3)
+
+
+def test_tiny_forward_backward_with_all_options():
+  config = tiny_config(aggregator="transformer", append_position=True,
+                       scorer_has_se=True, scorer_padding="edge",
+                       patch_padding="edge", hard_topk_probability=0.5,
+                       random_patch_probability=0.5)
+  model = models.create_model(config, num_classes=4, image_size=IMAGE)
+  x = images()
+  variables = init(model, x)
+
+  @jax.jit
+  def step(params):
+    def loss(params):
+      (logits, aux), state = model.apply(
+          {**variables, "params": params}, x, train=True, sigma=0.1,
+          rngs=rngs(3), mutable=["batch_stats"])
+      return logits.sum() - aux["entropy"], (aux, state)
+    return jax.grad(loss, has_aux=True)(params)
+
+  grads, (aux, state) = step(variables["params"])
+  assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
+  assert float(jnp.abs(grads["feature_network"]["stem_conv"]["kernel"]).sum())
+  # The stem sees 5 channels (image + position); the summary keeps 3.
+  assert grads["feature_network"]["stem_conv"]["kernel"].shape[2] == 5
+  chex.assert_shape(aux["patches"], (2, 2, 12, 12, 3))
+  chex.assert_shape(aux["indicators"], (2, 2, 6))
+  np.testing.assert_allclose(aux["indicators"].sum(-1), 1.0, rtol=1e-5)
+  new_mean = state["batch_stats"]["feature_network"]["final_bn"]["mean"]
+  old_mean = variables["batch_stats"]["feature_network"]["final_bn"]["mean"]
+  assert not np.allclose(new_mean, old_mean)
+
+
+def test_soft_extractors_give_the_same_logits():
+  x = images()
+  logits = []
+  for extractor in ("matmul", "scan"):
+    model = models.create_model(tiny_config(soft_extractor=extractor),
+                                num_classes=4, image_size=IMAGE)
+    variables = init(model, x)
+    logits.append(jax.jit(lambda v, m=model: m.apply(
+        v, x, train=True, sigma=0.3, rngs=rngs(2),
+        mutable=["batch_stats"])[0][0])(variables))
+  np.testing.assert_allclose(logits[0], logits[1], rtol=1e-4, atol=1e-5)
+
+
+def test_whole_image_classifier_downscales():
+  config = tiny_config(name="whole_image", whole_image_downscale=2)
+  model = models.create_model(config, num_classes=5, image_size=IMAGE)
+  x = images()
+  variables = init(model, x)
+  logits, aux = model.apply(variables, x, train=False)
+  chex.assert_shape(logits, (2, 5))
+  assert float(aux["entropy"]) == 0.0
+  # Same logits as the network on the image resized by hand.
+  small = jax.image.resize(x, (2, 24, 32, 3), "bilinear", antialias=True)
+  unscaled = models.WholeImageClassifier(5, model.feature_network)
+  np.testing.assert_allclose(unscaled.apply(variables, small, train=False)[0],
+                             logits, rtol=1e-5, atol=1e-6)
+
+
+def test_position_channels():
+  out = patchnet.append_position_channels(jnp.zeros((1, 3, 5, 2)))
+  chex.assert_shape(out, (1, 3, 5, 4))
+  np.testing.assert_allclose(out[0, :, 0, 2], [0.0, 0.5, 1.0])
+  np.testing.assert_allclose(out[0, 0, :, 3], [0.0, 0.25, 0.5, 0.75, 1.0])
+
+
+def test_normalizations_and_entropy():
+  scores = jnp.array([[1.0, 3.0, 2.0], [0.0, 0.0, 0.0]])
+  minmax = selection.normalize_scores(scores, "minmax", 1e-5)
+  np.testing.assert_allclose(minmax[0], [0.0, 1 / (1 + 5e-6), 0.5 / (1 + 5e-6)],
+                             rtol=1e-6)
+  np.testing.assert_array_equal(minmax[1], 0.0)
+  np.testing.assert_allclose(
+      selection.normalize_scores(scores, "softmax").sum(-1), 1.0, rtol=1e-6)
+  np.testing.assert_array_equal(
+      selection.normalize_scores(scores, "identity"), scores)
+  p = jax.nn.softmax(scores[0])
+  expected = (-(p * jnp.log(p)).sum() + jnp.log(3.0)) / 2
+  np.testing.assert_allclose(selection.softmax_entropy(scores), expected,
+                             rtol=1e-6)
+
+
+def test_random_indices_are_distinct_and_sorted():
+  indices = selection.random_indices(jax.random.key(0), 64, 10, 4)
+  assert indices.shape == (64, 4)
+  assert np.all(np.diff(np.asarray(indices), axis=1) > 0)
+  assert len(np.unique(np.asarray(indices))) == 10  # Every patch is drawn.
+
+
+@pytest.mark.parametrize("soft", [False, True])
+def test_random_patches_never_duplicate_the_selection(soft):
+  scores = jax.random.normal(jax.random.key(1), (32, 10))
+  hard = selection.TopK(k=3)("hard", scores, key=None, sigma=0.0)[1]
+  indicators = jax.nn.one_hot(hard, 10) if soft else None
+  indices = None if soft else hard
+  new_indicators, new_indices = selection.mix_in_random_patches(
+      jax.random.key(2), indicators, indices, scores, probability=1.0)
+  if soft:
+    assert new_indices is None
+    new_indices = jnp.argmax(new_indicators, -1)
+  for old, new in zip(np.asarray(hard), np.asarray(new_indices)):
+    assert len(set(new)) == 3 and not set(old) & set(new)
+
+
+def test_hard_topk_probability_one_gives_hard_indicators():
+  scores = jax.random.normal(jax.random.key(1), (4, 10))
+  soft = jnp.full((4, 3, 10), 0.1)
+  mixed = selection.mix_in_hard_topk(jax.random.key(0), soft, scores, 1.0)
+  expected = jax.nn.one_hot(jnp.sort(jax.lax.top_k(scores, 3)[1]), 10)
+  np.testing.assert_array_equal(mixed, expected)
+  np.testing.assert_array_equal(
+      selection.mix_in_hard_topk(jax.random.key(0), soft, scores, 0.0), soft)

@@ -1,0 +1,236 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""Tests of the feature networks, aggregators and pretrained loading."""
+
+import math
+import re
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from configs import default
+from ptopk_patch_selection import models
+from ptopk_patch_selection.models import aggregators
+from ptopk_patch_selection.models import feature_networks
+from ptopk_patch_selection.models import pretrained
+
+
+@pytest.fixture(autouse=True, scope="module")
+def fast_compile():
+  """Cheap XLA compiles for tiny shapes; restored after this module."""
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)
+
+
+def num_params(tree):
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
+
+
+def abstract_init(module, shape):
+  x = jax.ShapeDtypeStruct(shape, jnp.float32)
+  return jax.eval_shape(
+      lambda x: module.init(jax.random.key(0), x, train=False), x)
+
+
+# Parameters without a classifier: torchvision's ResNet-18 (11,689,512) and
+# ResNet-50 (25,557,032) less their 1000-way heads.
+@pytest.mark.parametrize("name,params,features,map_shape", [
+    ("ats_traffic", 59_680, 32, (13, 13, 32)),
+    ("resnet18", 11_176_512, 512, (4, 4, 512)),
+    ("resnet18_thin", 702_096, 128, (4, 4, 128)),
+    ("resnet50", 23_508_032, 2048, (4, 4, 2048)),
+])
+def test_feature_network_shapes_and_sizes(name, params, features, map_shape):
+  network = feature_networks.feature_network(name)
+  variables = abstract_init(network, (2, 100, 100, 3))
+  assert num_params(variables["params"]) == params
+  x = jax.ShapeDtypeStruct((2, 100, 100, 3), jnp.float32)
+  pooled = jax.eval_shape(
+      lambda v, x: network.apply(v, x, train=False), variables, x)
+  assert pooled.shape == (2, features)
+  feature_map = jax.eval_shape(
+      lambda v, x: network.apply(v, x, train=False, pool=False), variables, x)
+  assert feature_map.shape == (2,) + map_shape
+
+
+def test_unknown_feature_network():
+  with pytest.raises(ValueError, match="vgg"):
+    feature_networks.feature_network("vgg")
+
+
+def test_resnet_stem_has_relu():
+  """With no stages the output is the pooled stem: ReLU makes it >= 0."""
+  stem = feature_networks.ResNet((), feature_networks.BasicBlock, 8)
+  x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+  variables = stem.init(jax.random.key(1), x, train=False)
+  out = stem.apply(variables, x, train=False, pool=False)
+  chex.assert_shape(out, (2, 4, 4, 8))
+  assert float(out.min()) >= 0.0 and float(out.max()) > 0.0
+
+
+def test_bottleneck_last_batchnorm_starts_at_zero():
+  block = feature_networks.BottleneckBlock(4, strides=2)
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))
+  variables = block.init(jax.random.key(1), x, train=False)
+  np.testing.assert_array_equal(variables["params"]["bn3"]["scale"], 0.0)
+  assert float(jnp.abs(variables["params"]["bn2"]["scale"]).min()) == 1.0
+  # The block starts as relu(projection(x)); v1.5: the 3x3 is strided.
+  assert variables["params"]["conv2"]["kernel"].shape == (3, 3, 4, 4)
+  chex.assert_shape(block.apply(variables, x, train=False), (2, 4, 4, 16))
+
+
+def test_preact_block_shortcut_takes_the_activated_input():
+  """Residual branch zeroed: out = relu(BN(x)), not x (ATS)."""
+  block = feature_networks.PreActBasicBlock(4)
+  x = jax.random.normal(jax.random.key(0), (2, 6, 6, 4))
+  variables = block.init(jax.random.key(1), x, train=False)
+  params = jax.tree.map(lambda a: a, variables["params"])
+  params["conv2"]["kernel"] = jnp.zeros_like(params["conv2"]["kernel"])
+  out = block.apply({**variables, "params": params}, x, train=False)
+  np.testing.assert_allclose(out, jax.nn.relu(x / jnp.sqrt(1 + 1e-5)),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_batchnorm_momentum():
+  network = feature_networks.ATSNetwork(filters=4)
+  x = jax.random.normal(jax.random.key(0), (4, 8, 8, 3))
+  variables = network.init(jax.random.key(1), x, train=False)
+  _, state = network.apply(variables, x, train=True, mutable=["batch_stats"])
+  conv = variables["params"]["stem_conv"]["kernel"]
+  stem = jax.lax.conv_general_dilated(x, conv, (1, 1), "SAME",
+                                      dimension_numbers=("NHWC", "HWIO",
+                                                         "NHWC"))
+  np.testing.assert_allclose(state["batch_stats"]["block1"]["bn1"]["mean"],
+                             0.1 * stem.mean(axis=(0, 1, 2)), rtol=1e-4,
+                             atol=1e-6)
+
+
+EMBEDDINGS = jax.random.normal(jax.random.key(0), (2, 3, 4))
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("mean", EMBEDDINGS.mean(1)),
+    ("max", EMBEDDINGS.max(1)),
+    ("sum_layernorm", nn.LayerNorm().apply(
+        {"params": {"scale": jnp.ones(4), "bias": jnp.zeros(4)}},
+        EMBEDDINGS.sum(1))),
+])
+def test_simple_aggregators(name, expected):
+  aggregator = aggregators.aggregator(name)
+  indicators = jnp.zeros((2, 3, 5))
+  variables = aggregator.init(jax.random.key(0), EMBEDDINGS, indicators,
+                              train=False)
+  np.testing.assert_allclose(
+      aggregator.apply(variables, EMBEDDINGS, indicators, train=False),
+      expected, rtol=1e-5, atol=1e-6)
+
+
+def _transformer(pooling, dropout=0.0):
+  return aggregators.TransformerAggregator(num_layers=2, num_heads=2,
+                                           hidden_size=8, dropout=dropout,
+                                           pooling=pooling)
+
+
+@pytest.mark.parametrize("pooling", aggregators.POOLINGS)
+def test_transformer_pooling_and_position_encoding(pooling):
+  aggregator = _transformer(pooling)
+  indicators = jax.nn.one_hot(jnp.array([[0, 2, 4], [1, 2, 3]]), 5)
+  variables = aggregator.init(jax.random.key(0), EMBEDDINGS, indicators,
+                              train=False)
+  out = aggregator.apply(variables, EMBEDDINGS, indicators, train=False)
+  chex.assert_shape(out, (2, 8))
+  assert "projection" in variables["params"]  # 4 -> 8
+  moved = aggregator.apply(variables, EMBEDDINGS, indicators[:, :, ::-1],
+                           train=False)
+  assert not np.allclose(out, moved)  # The positions matter.
+  if pooling != "cls":  # Permuting the slots jointly changes nothing.
+    order = jnp.array([2, 0, 1])
+    permuted = aggregator.apply(variables, EMBEDDINGS[:, order],
+                                indicators[:, order], train=False)
+    np.testing.assert_allclose(out, permuted, rtol=1e-4, atol=1e-5)
+
+
+def test_transformer_dropout_only_in_training():
+  aggregator = _transformer("sum", dropout=0.5)
+  indicators = jnp.zeros((2, 3, 5))
+  variables = aggregator.init(jax.random.key(0), EMBEDDINGS, indicators,
+                              train=False)
+  apply = lambda train, seed: aggregator.apply(
+      variables, EMBEDDINGS, indicators, train=train,
+      rngs={"dropout": jax.random.key(seed)})
+  np.testing.assert_array_equal(apply(False, 1), apply(False, 2))
+  assert not np.allclose(apply(True, 1), apply(True, 2))
+
+
+def _resnet50_model_and_checkpoint(rng):
+  """A WholeImage ResNet-50 (zeros) and a random bare ResNet-50 checkpoint."""
+  config = default.get_config().model
+  config.update(name="whole_image", feature_network="resnet50")
+  model = models.create_model(config, num_classes=3, image_size=(64, 64))
+  variables = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
+                           abstract_init(model, (1, 64, 64, 3)))
+  network = jax.tree.map(
+      lambda s: rng.normal(size=s.shape).astype(s.dtype),
+      abstract_init(feature_networks.feature_network("resnet50"),
+                    (1, 64, 64, 3)))
+  return config, variables, network
+
+
+def test_pretrained_npz_round_trip(tmp_path):
+  config, variables, network = _resnet50_model_and_checkpoint(
+      np.random.default_rng(0))
+  flat = pretrained.flatten(network)
+  flat["params/head/kernel"] = np.ones((2048, 1000), np.float32)  # Ignored.
+  path = str(tmp_path / "resnet50.npz")
+  np.savez(path, **flat)
+  config.pretrained_checkpoint = path
+  loaded = models.load_pretrained_feature_network(variables, config)
+  chex.assert_trees_all_equal(
+      {c: loaded[c]["feature_network"] for c in network}, network)
+  chex.assert_trees_all_equal(loaded["params"]["head"],
+                              variables["params"]["head"])
+
+
+def test_pretrained_mismatch_names_the_variables(tmp_path):
+  _, variables, network = _resnet50_model_and_checkpoint(
+      np.random.default_rng(0))
+  flat = pretrained.flatten(network)
+  del flat["params/stage4_block3/conv3/kernel"]
+  flat["batch_stats/stem_bn/mean"] = np.zeros(32, np.float32)
+  path = str(tmp_path / "bad.npz")
+  np.savez(path, **flat)
+  with pytest.raises(ValueError) as error:
+    pretrained.load_pretrained(variables, path, submodule="feature_network")
+  message = str(error.value)
+  assert "params/stage4_block3/conv3/kernel" in message
+  assert re.search(r"batch_stats/stem_bn/mean: checkpoint \(32,\) vs model "
+                   r"\(64,\)", message)
+  with pytest.raises(ValueError, match="'backbone'"):
+    pretrained.load_pretrained(variables, path, submodule="backbone")
+
+
+def test_pretrained_orbax_round_trip(tmp_path):
+  network = feature_networks.feature_network("ats_traffic")
+  x = jnp.zeros((1, 16, 16, 3))
+  source = network.init(jax.random.key(3), x, train=False)
+  path = tmp_path / "ats"
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(path, source)
+  checkpointer.wait_until_finished()
+  config = default.get_config().model
+  model = models.create_model(config, num_classes=4, image_size=(960, 1280))
+  target = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype),
+                        abstract_init(model, (1, 960, 1280, 3)))
+  loaded = pretrained.load_pretrained(target, str(path),
+                                      submodule="feature_network")
+  chex.assert_trees_all_close(
+      {c: loaded[c]["feature_network"] for c in source}, source)
+  assert float(jnp.abs(loaded["params"]["scorer"]["Conv_0"]["kernel"]).sum(
+      )) == 0.0

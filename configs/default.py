@@ -107,4 +107,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.checkpoint_every_steps = 5000
   config.max_nonfinite_steps = 10  # consecutive skipped steps before stopping
   config.num_image_summaries = 4
+  # Experiment configs may change these fields but not add new ones.
+  config.lock()
   return config

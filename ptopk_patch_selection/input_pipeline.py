@@ -42,18 +42,19 @@ Augmentation (`config.dataset.augmentation`, training only except cub):
              and horizontal flip (eval: centre crop), values in [-1, 1];
   none     : nothing.
 
-Speed: decoding and augmenting run in `config.dataset.num_threads` threads
+Speed: images are decoded with TensorFlow (JPEG with the fast integer DCT);
+decoding and augmenting run in `config.dataset.num_threads` threads
 (PIL and numpy release the GIL), `prefetch_batches` batches ahead.
 """
 
 import dataclasses
-import io
 from typing import Any, Iterator
 
 import grain
 import ml_collections
 import numpy as np
 from PIL import Image
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from ptopk_patch_selection import datasets
@@ -145,9 +146,16 @@ def _write_image(pixels: np.ndarray, aug: _Augmentation,
   left = (pixels.shape[1] - w) // 2 + aug.dx
   y0, x0 = max(top, 0), max(left, 0)
   y1, x1 = min(top + h, pixels.shape[0]), min(left + w, pixels.shape[1])
-  out.fill(aug.offset)
-  if y1 > y0 and x1 > x0:
-    dst = out[y0 - top:y1 - top, x0 - left:x1 - left]
+  # Fill only the border, not the whole image: the first write of a fresh
+  # page costs about as much as the copy.
+  ry0, rx0 = y0 - top, x0 - left  # the copied region in `out`
+  ry1, rx1 = max(y1 - top, ry0), max(x1 - left, rx0)
+  out[:ry0] = aug.offset
+  out[ry1:] = aug.offset
+  out[ry0:ry1, :rx0] = aug.offset
+  out[ry0:ry1, rx1:] = aug.offset
+  if ry1 > ry0 and rx1 > rx0:
+    dst = out[ry0:ry1, rx0:rx1]
     np.multiply(pixels[y0:y1, x0:x1], np.float32(aug.scale / 255.0), out=dst)
     if aug.offset:
       dst += np.float32(aug.offset)
@@ -203,16 +211,22 @@ class InputPipeline:
     self._order = grain.MapDataset.range(self.train_size).shuffle(
         seed=_order_seed(config.seed)).repeat()
     self._read_options = grain.ReadOptions(
-        num_threads=data.num_threads, prefetch_buffer_size=data.prefetch_batches)
+        num_threads=data.num_threads,
+        prefetch_buffer_size=data.prefetch_batches)
 
   def _decode(self, record: dict[str, Any]) -> np.ndarray:
-    image = Image.open(io.BytesIO(record["image"]))
+    """uint8 (H, W, 3) pixels of a record (resized for "cub")."""
+    data = record["image"]
+    if data[:2] == b"\xff\xd8":  # JPEG: the fast DCT is ~1.5x faster
+      pixels = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_FAST")
+    else:
+      pixels = tf.io.decode_image(data, channels=3, expand_animations=False)
+    pixels = pixels.numpy()
     if self._data.augmentation == "cub":
-      image = image.convert("RGB").resize(
-          (self._data.resize, self._data.resize), Image.Resampling.BILINEAR)
-    pixels = np.asarray(image.convert("RGB"))
-    if (self._data.augmentation != "cub" and
-        pixels.shape[:2] != self.image_size):
+      size = (self._data.resize, self._data.resize)
+      return np.asarray(Image.fromarray(pixels).resize(
+          size, Image.Resampling.BILINEAR))
+    if pixels.shape[:2] != self.image_size:
       raise ValueError(
           f"{self._data.name} images are {pixels.shape[:2]} but "
           f"config.dataset.image_size is {self.image_size}.")
@@ -223,7 +237,7 @@ class InputPipeline:
     """Decodes and augments `source[i]` for each i (None: a padding row)."""
     n, (h, w) = len(indices), self.image_size
     batch = {
-        "image": np.zeros((n, h, w, 3), np.float32),
+        "image": np.empty((n, h, w, 3), np.float32),
         "label": np.zeros((n,), np.int32),
         "mask": np.array([i is not None for i in indices]),
     }
@@ -234,6 +248,7 @@ class InputPipeline:
       batch["is_target"] = np.zeros((n, m), bool)
     for row, (index, aug) in enumerate(zip(indices, augmentations)):
       if index is None:
+        batch["image"][row] = 0.0
         continue
       record = source[index]
       pixels = self._decode(record)
@@ -258,10 +273,12 @@ class InputPipeline:
 
   def train_batch(self, step: int) -> dict[str, np.ndarray]:
     """This process's part of global training batch `step`."""
-    first = step * self._batch_size + self._process_index * self.local_batch_size
+    first = (step * self._batch_size +
+             self._process_index * self.local_batch_size)
     positions = range(first, first + self.local_batch_size)
     augmentations = [
-        _draw_augmentation(self._data, np.random.default_rng([self._seed, 1, g]))
+        _draw_augmentation(self._data,
+                           np.random.default_rng([self._seed, 1, g]))
         for g in positions]
     return self._make_batch(self._train, [self._order[g] for g in positions],
                             augmentations)

@@ -19,10 +19,12 @@ FILE_FORMAT = "array_record"
 
 
 class ProjectBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-  """GeneratorBasedBuilder writing ArrayRecord files."""
+  """GeneratorBasedBuilder writing ArrayRecord files by default."""
 
-  def __init__(self, *, file_format: str = FILE_FORMAT, **kwargs):
-    super().__init__(file_format=file_format, **kwargs)
+  FILE_FORMAT = FILE_FORMAT  # tests override it: TFDS's test case needs tf.data
+
+  def __init__(self, *, file_format: str | None = None, **kwargs):
+    super().__init__(file_format=file_format or self.FILE_FORMAT, **kwargs)
 
   @tfds.core.utils.classproperty
   @classmethod

@@ -21,6 +21,11 @@ from PIL import ImageFont
 SUPERSAMPLE = 4
 
 
+def example_rng(seed: int, split_index: int, index: int) -> np.random.Generator:
+  """The random generator of one generated example."""
+  return np.random.default_rng([seed, split_index, index])
+
+
 @functools.lru_cache(maxsize=256)
 def font(size: int) -> ImageFont.FreeTypeFont:
   """The bundled scalable font at `size` pixels."""
@@ -86,7 +91,7 @@ def add_noise(image: Image.Image, rng: np.random.Generator,
   return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))
 
 
-def encode_jpeg(image: Image.Image, quality: int = 95) -> bytes:
+def encode_jpeg(image: Image.Image, quality: int = 90) -> bytes:
   """JPEG bytes of an RGB image."""
   buf = io.BytesIO()
   image.save(buf, format="JPEG", quality=quality)

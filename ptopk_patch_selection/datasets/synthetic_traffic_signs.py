@@ -11,7 +11,7 @@ geometry bound). Configs:
           same 26-36 px signs.
   tiny  : 128x128, 16 train / 8 test, smaller signs; for tests only.
 
-Features: image (JPEG, quality 95), label (EMPTY, 50_SIGN, 70_SIGN, 80_SIGN),
+Features: image (JPEG, quality 90), label (EMPTY, 50_SIGN, 70_SIGN, 80_SIGN),
 objects: Sequence of {bbox (normalised), number (0 for bar or blank),
 is_target}, one per red-ring sign.
 

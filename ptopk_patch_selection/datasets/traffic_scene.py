@@ -60,11 +60,6 @@ class SceneSpec:
   min_gap: int = 2
 
 
-def example_rng(seed: int, split_index: int, index: int) -> np.random.Generator:
-  """The random generator of one example."""
-  return np.random.default_rng([seed, split_index, index])
-
-
 def _sky_and_ground(rng, h, w, horizon):
   """Sky gradient above `horizon`, ground colour below, as an RGB image."""
   top = rng.uniform([90, 120, 170], [170, 200, 250])
@@ -133,7 +128,8 @@ def _draw_clutter(draw, rng, h, w, horizon):
     draw.ellipse((cx - r, cy - r, cx + r * rng.uniform(0.5, 1.5), cy + r),
                  fill=color)
   for _ in range(rng.integers(1, 5)):  # other traffic signs
-    cx, cy, r = rng.uniform(0, w), rng.uniform(0.1, 0.9) * h, rng.uniform(10, 22)
+    cx, cy = rng.uniform(0, w), rng.uniform(0.1, 0.9) * h
+    r = rng.uniform(10, 22)
     kind = rng.integers(3)
     if kind == 0:  # warning triangle: white, red border
       pts = [(cx, cy - r), (cx + r, cy + r * 0.8), (cx - r, cy + r * 0.8)]
@@ -221,7 +217,7 @@ def render_scene(spec: SceneSpec, label: int, rng: np.random.Generator):
               rng.integers(len(_DISTRACTOR_KINDS), size=num_signs)]
   if label > 0:
     contents[0] = str(TARGET_NUMBERS[label - 1])
-    rng.shuffle(contents)
+  rng.shuffle(contents)  # always, so the rest of the scene ignores the label
   sprites = [_ring_sign_sprite(rng, rng.uniform(*spec.sign_diameter), c)
              for c in contents]
   boxes = _place_boxes(rng, spec, [s.size for s in sprites])
@@ -258,7 +254,7 @@ def make_example(spec: SceneSpec, seed: int, split_index: int,
   """One TFDS example: JPEG bytes, label (index % 4) and ring-sign objects."""
   label = index % len(CLASS_NAMES)
   image, objects = render_scene(spec, label,
-                                example_rng(seed, split_index, index))
+                                drawing.example_rng(seed, split_index, index))
   return {
       "image": drawing.encode_jpeg(image),
       "label": label,

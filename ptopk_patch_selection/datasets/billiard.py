@@ -1,0 +1,131 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""`billiard`: the paper's rendered billiard scenes (relational reasoning).
+
+Reads the authors' archive from the manual dir, either as downloaded
+(billiard.tar.xz, extracted once into the TFDS download folder) or already
+extracted: folders train/, valid/, test/ of `<id>.png` (RGB or RGBA; alpha is
+dropped) + `<id>.json` (a list of balls with "position", "number", "color"),
+anywhere below the manual dir. Examples keep their numeric id order.
+
+Configs are the label functions of `billiard_labels` (`max-left-right`, the
+paper's task, first).
+"""
+
+import dataclasses
+import io
+import json
+import pathlib
+import shutil
+import tarfile
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from ptopk_patch_selection.datasets import base
+from ptopk_patch_selection.datasets import billiard_labels
+
+URL = ("http://storage.googleapis.com/gresearch/ptokp_patch_selection/"
+       "billiard.tar.xz")
+ARCHIVE = "billiard.tar.xz"
+SPLITS = ("train", "valid", "test")
+
+
+@dataclasses.dataclass(eq=False)
+class BilliardConfig(tfds.core.BuilderConfig):
+  label_function: str = "max-left-right"
+
+
+def find_split_dirs(root: pathlib.Path) -> dict[str, pathlib.Path]:
+  """{split: folder} for the train/valid/test folders of PNGs below root."""
+  found = {}
+  for split in SPLITS:
+    candidates = sorted(p for p in root.rglob(split)
+                        if p.is_dir() and any(p.glob("*.png")))
+    if candidates:
+      found[split] = candidates[0]
+  return found
+
+
+def rgb_png(data: bytes, name: str) -> bytes:
+  """`data` if it is an RGB PNG, else re-encoded as one; errors name `name`."""
+  try:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+  except (OSError, SyntaxError) as e:
+    raise ValueError(f"Corrupt image {name}: {e}") from e
+  if image.format == "PNG" and image.mode == "RGB":
+    return data
+  buf = io.BytesIO()
+  image.convert("RGB").save(buf, format="PNG")
+  return buf.getvalue()
+
+
+def _extract(archive: pathlib.Path, download_dir: pathlib.Path) -> pathlib.Path:
+  """Extracts `archive` once into download_dir/extracted/ (TFDS has no xz)."""
+  target = download_dir / "extracted" / archive.name
+  if not target.exists():
+    partial = target.with_name(target.name + ".incomplete")
+    shutil.rmtree(partial, ignore_errors=True)
+    with tarfile.open(archive, "r:xz") as tar:
+      tar.extractall(partial, filter="data")
+    partial.rename(target)
+  return target
+
+
+class Billiard(base.ProjectBuilder):
+  """Billiard scenes; label = a function of the balls' numbers and places."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = [
+      BilliardConfig(name=name, label_function=name,
+                     description=billiard_labels.LABEL_FUNCTIONS[name].__doc__)
+      for name in billiard_labels.LABEL_FUNCTIONS
+  ]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = (
+      f"  {URL}  ->  <manual_dir>/{ARCHIVE}\n"
+      "  (or its extracted train/, valid/, test/ folders below <manual_dir>)")
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    name = self.builder_config.label_function
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=(None, None, 3),
+                                         encoding_format="png"),
+            "label": tfds.features.ClassLabel(
+                num_classes=billiard_labels.NUM_CLASSES[name]),
+            "id": tfds.features.Scalar(dtype=np.int64),
+        }),
+        supervised_keys=("image", "label"),
+    )
+
+  def _split_generators(self, dl_manager):
+    manual_dir = pathlib.Path(dl_manager.manual_dir)
+    archive = manual_dir / ARCHIVE
+    root = manual_dir
+    if archive.exists():
+      root = _extract(archive, pathlib.Path(dl_manager.download_dir))
+    dirs = find_split_dirs(root)
+    missing = [s for s in SPLITS if s not in dirs]
+    if missing:
+      raise FileNotFoundError(
+          f"Missing {archive} (or the folders {missing} of <id>.png + "
+          f"<id>.json below {manual_dir}): download {URL} into "
+          f"{manual_dir}/.")
+    return {split: self._generate_examples(dirs[split]) for split in SPLITS}
+
+  def _generate_examples(self, folder: pathlib.Path):
+    label_fn = billiard_labels.LABEL_FUNCTIONS[
+        self.builder_config.label_function]
+    for index in sorted(int(p.stem) for p in folder.glob("*.png")):
+      png, annotation = folder / f"{index}.png", folder / f"{index}.json"
+      if not annotation.exists():
+        raise FileNotFoundError(f"{png} has no annotation {annotation}.")
+      try:
+        balls = json.loads(annotation.read_text())
+        label = label_fn(balls)
+      except (ValueError, KeyError, IndexError, TypeError) as e:
+        raise ValueError(f"Bad annotation {annotation}: {e}") from e
+      yield index, {"image": rgb_png(png.read_bytes(), str(png)),
+                    "label": label, "id": index}

@@ -1,0 +1,178 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""Procedural billiard tables with numbered balls (PIL only).
+
+A textured felt table with wooden rails and pockets holds 4-8 balls of random
+colours, each showing its number (1-9) on a white disc facing the camera.
+Label = max(number of the leftmost ball, number of the rightmost ball) - 1
+(the paper's `max-left-right`, 9 classes). Labels cycle with the example index
+(exactly balanced): the larger extreme number is label + 1, the other extreme
+is uniform in 1..label + 1 and the inner balls are uniform in 1..9, so the
+largest number on the table is often not the answer.
+
+Geometry bound (tested): all balls of a scene have the same radius R, centres
+are at least `min_center_distance` * R apart (1.6 by default), so a ball may
+hide part of another but never its number disc (radius `DISC_RATIO` * R);
+the leftmost and rightmost balls are at least R / 4 further out in x than
+any other ball. Each example is a pure function of (seed, split, index).
+"""
+
+import dataclasses
+
+import numpy as np
+from PIL import Image
+from PIL import ImageDraw
+
+from ptopk_patch_selection.datasets import drawing
+
+NUM_CLASSES = 9
+DISC_RATIO = 0.5  # number disc radius / ball radius
+BALL_COLORS = {
+    "yellow": (235, 200, 30), "blue": (30, 60, 190), "red": (200, 30, 30),
+    "purple": (110, 40, 140), "orange": (240, 120, 20),
+    "green": (20, 130, 60), "maroon": (120, 25, 35), "black": (25, 25, 25),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TableSpec:
+  """Image size and ball parameters.
+
+  Attributes:
+    height: image height in pixels.
+    width: image width in pixels.
+    ball_radius: (min, max) radius in pixels (one radius per image).
+    num_balls: (min, max) balls per image, inclusive.
+    min_center_distance: minimum centre distance, in radii.
+  """
+  height: int = 512
+  width: int = 512
+  ball_radius: tuple[int, int] = (14, 18)
+  num_balls: tuple[int, int] = (4, 8)
+  min_center_distance: float = 1.6
+
+
+def _draw_table(rng, h, w):
+  """Felt with a smooth texture, wooden rails and six pockets."""
+  felt = rng.uniform([20, 90, 40], [60, 150, 120])
+  texture = drawing.noise_texture(rng, (h, w), max(4, w // 64), 0.12)
+  arr = np.clip(felt * (1.0 + texture), 0, 255).astype(np.uint8)
+  image = Image.fromarray(arr)
+  draw = ImageDraw.Draw(image)
+  rail = int(0.04 * min(h, w))
+  wood = drawing.random_color(rng, 70, 150)
+  for box in ((0, 0, w, rail), (0, h - rail, w, h), (0, 0, rail, h),
+              (w - rail, 0, w, h)):
+    draw.rectangle(box, fill=wood)
+  r = rail * 0.9
+  for x, y in ((rail, rail), (w / 2, rail * 0.8), (w - rail, rail),
+               (rail, h - rail), (w / 2, h - rail * 0.8), (w - rail, h - rail)):
+    draw.ellipse((x - r, y - r, x + r, y + r), fill=(10, 10, 10))
+  return image, rail
+
+
+def _ball_sprite(color, number, radius):
+  """A shaded ball with `number` on a white disc, as RGBA."""
+  base = np.array(color, np.float32)
+
+  def draw_fn(draw, s):
+    # Concentric discs from dark rim to a lighter centre above-left: shading.
+    for t in np.linspace(0.0, 1.0, 8):
+      rad = s / 2 * (1.0 - 0.55 * t)
+      cx = cy = s / 2 - 0.15 * s * t
+      shade = np.clip(base * (0.55 + 0.6 * t), 0, 255).astype(int)
+      draw.ellipse((cx - rad, cy - rad, cx + rad, cy + rad),
+                   fill=tuple(shade) + (255,))
+    disc = DISC_RATIO * s / 2
+    draw.ellipse((s / 2 - disc, s / 2 - disc, s / 2 + disc, s / 2 + disc),
+                 fill=(245, 245, 240, 255))
+    drawing.draw_centered_text(draw, (s / 2, s / 2), str(number), 1.15 * disc,
+                               (15, 15, 15, 255))
+
+  return drawing.rgba_sprite(2 * radius, 1.0, draw_fn)
+
+
+def _numbers(rng, label, num_balls):
+  """Numbers in left-to-right order with max(first, last) = label + 1."""
+  top = label + 1
+  other = int(rng.integers(1, top + 1))
+  ends = (top, other) if rng.random() < 0.5 else (other, top)
+  inner = [int(n) for n in rng.integers(1, 10, num_balls - 2)]
+  return [ends[0]] + inner + [ends[1]]
+
+
+def _place_centres(rng, spec, radius, num_balls, rail):
+  """Centres (x, y) sorted by x, satisfying the geometry bound."""
+  pad = rail + radius + 2
+  lo, hi = np.array([pad, pad]), np.array([spec.width, spec.height]) - pad
+  for _ in range(1000):
+    centres = []
+    for _ in range(num_balls):
+      for _ in range(100):
+        c = rng.uniform(lo, hi)
+        if all(np.hypot(*(c - o)) >= spec.min_center_distance * radius
+               for o in centres):
+          centres.append(c)
+          break
+    if len(centres) < num_balls:
+      continue
+    xs = np.sort([c[0] for c in centres])
+    if xs[1] - xs[0] >= radius / 4 and xs[-1] - xs[-2] >= radius / 4:
+      return sorted(centres, key=lambda c: c[0])
+  raise RuntimeError("Could not place the balls; table too small.")
+
+
+def render_table(spec: TableSpec, label: int, rng: np.random.Generator):
+  """Draws one table.
+
+  Args:
+    spec: image size and ball parameters.
+    label: the class, 0..8.
+    rng: the example's random generator.
+
+  Returns:
+    (image, balls): a PIL RGB image and one dict per ball, left to right:
+    {"position": (x, y) in pixels, "number", "color", "bbox": (ymin, xmin,
+    ymax, xmax) normalised, "is_target": leftmost or rightmost}.
+  """
+  image, rail = _draw_table(rng, spec.height, spec.width)
+  radius = rng.uniform(*spec.ball_radius)
+  num_balls = int(rng.integers(spec.num_balls[0], spec.num_balls[1] + 1))
+  numbers = _numbers(rng, label, num_balls)
+  centres = _place_centres(rng, spec, radius, num_balls, rail)
+  names = list(BALL_COLORS)
+  balls = []
+  for i, (c, number) in enumerate(zip(centres, numbers)):
+    color = names[int(rng.integers(len(names)))]
+    balls.append({
+        "position": (float(c[0]), float(c[1])), "number": number,
+        "color": color, "is_target": i in (0, num_balls - 1),
+        "bbox": (max(c[1] - radius, 0) / spec.height,
+                 max(c[0] - radius, 0) / spec.width,
+                 min(c[1] + radius, spec.height) / spec.height,
+                 min(c[0] + radius, spec.width) / spec.width),
+    })
+  for i in rng.permutation(num_balls):  # random depth order
+    ball = balls[i]
+    sprite = _ball_sprite(BALL_COLORS[ball["color"]], ball["number"], radius)
+    x, y = ball["position"]
+    image.paste(sprite, (int(round(x - sprite.size[0] / 2)),
+                         int(round(y - sprite.size[1] / 2))), sprite)
+  return drawing.add_noise(image, rng, 3), balls
+
+
+def make_example(spec: TableSpec, seed: int, split_index: int,
+                 index: int) -> dict:
+  """One TFDS example: JPEG bytes, label (index % 9) and ball objects."""
+  label = index % NUM_CLASSES
+  rng = drawing.example_rng(seed, split_index, index)
+  image, balls = render_table(spec, label, rng)
+  return {
+      "image": drawing.encode_jpeg(image),
+      "label": label,
+      "objects": {
+          "bbox": np.array([b["bbox"] for b in balls], np.float32),
+          "number": np.array([b["number"] for b in balls], np.int32),
+          "is_target": np.array([b["is_target"] for b in balls], bool),
+      },
+  }

@@ -1,0 +1,207 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""`traffic_signs`: the Swedish Traffic Signs (STS) speed-limit task of ATS.
+
+Four classes (EMPTY, 50_SIGN, 70_SIGN, 80_SIGN); train = Set1 (747 images),
+test = Set2 (684), 960x1280 JPEGs stored as downloaded (not re-encoded).
+
+Annotation syntax (one line per image of the set's annotations.txt):
+
+  <file name>:<sign>;<sign>;...
+  <sign> = <visibility>, <x right>, <y bottom>, <x left>, <y top>, <type>,
+           <name>     or     MISC_SIGNS
+
+visibility is VISIBLE, BLURRED, SIDE_ROAD or OCCLUDED; name is e.g. 70_SIGN,
+PASS_RIGHT_SIDE. Filter and label (Katharopoulos & Fleuret 2019, "ATS"):
+MISC_SIGNS entries are ignored; an image with no sign left is EMPTY; otherwise
+among its 50/70/80 signs, ordered by visibility then decreasing area, the
+first must be VISIBLE and gives the label, else the image is dropped.
+
+Configs: `ats` keeps images whose only annotation is MISC_SIGNS as EMPTY, as
+ATS and the paper do (the 747 / 684 counts); `no_misc` drops them, since
+MISC_SIGNS marks unannotated signs that may be speed limits.
+"""
+
+import dataclasses
+import io
+import os
+import pathlib
+import zipfile
+import numpy as np
+from PIL import Image
+import tensorflow_datasets as tfds
+
+from ptopk_patch_selection.datasets import base
+
+CLASS_NAMES = ("EMPTY", "50_SIGN", "70_SIGN", "80_SIGN")
+VISIBILITIES = ("VISIBLE", "BLURRED", "SIDE_ROAD", "OCCLUDED")
+IMAGE_SHAPE = (960, 1280, 3)
+HOMEPAGE = ("https://www.cvl.isy.liu.se/research/datasets/"
+            "traffic-signs-dataset/")
+URL = "https://www.isy.liu.se/cvl/research/trafficSigns/swedishSignsSummer"
+# Split -> (set folder, image archive).
+SPLITS = {"train": ("Set1", "Set1Part0.zip"), "test": ("Set2", "Set2Part0.zip")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Sign:
+  visibility: str
+  area: float
+  name: str
+
+
+class AnnotationError(ValueError):
+  """An annotation line that does not parse."""
+
+
+def _coordinate(text: str) -> float:
+  # A few STS coordinates carry a stray trailing character; ATS strips it.
+  for end in (len(text), len(text) - 1):
+    try:
+      return float(text[:end])
+    except ValueError:
+      pass
+  raise ValueError(f"not a number: {text!r}")
+
+
+def parse_line(line: str) -> tuple[str, list[Sign]]:
+  """(file name, signs other than MISC_SIGNS) of one annotation line."""
+  name, sep, rest = line.partition(":")
+  if not sep or not name.strip():
+    raise ValueError("expected '<file name>:<signs>'")
+  signs = []
+  for entry in rest.split(";"):
+    fields = [f.strip() for f in entry.split(",")]
+    if fields == [""] or fields[0] == "MISC_SIGNS":
+      continue
+    if len(fields) != 7 or fields[0] not in VISIBILITIES:
+      raise ValueError(f"bad sign {entry.strip()!r}: expected <visibility>, "
+                       "4 coordinates, <type>, <name>")
+    x1, y1, x0, y0 = (_coordinate(f) for f in fields[1:5])
+    signs.append(Sign(fields[0], abs((x1 - x0) * (y1 - y0)), fields[6]))
+  return name.strip(), signs
+
+
+def parse_annotations(path: pathlib.Path) -> list[tuple[str, list[Sign], bool]]:
+  """(file name, signs, has MISC_SIGNS) per line of an annotations.txt.
+
+  Raises:
+    AnnotationError: naming the file and line number of a line that does not
+      parse.
+  """
+  out = []
+  for number, line in enumerate(path.read_text().splitlines(), start=1):
+    if not line.strip():
+      continue
+    try:
+      name, signs = parse_line(line)
+    except ValueError as e:
+      raise AnnotationError(f"{path}:{number}: {e}: {line!r}") from None
+    out.append((name, signs, "MISC_SIGNS" in line))
+  return out
+
+
+def label_of(signs: list[Sign], has_misc: bool,
+             misc_only_is_empty: bool) -> int | None:
+  """The class of an image, or None when the filter drops it."""
+  if not signs:
+    return 0 if misc_only_is_empty or not has_misc else None
+  speed = sorted((s for s in signs if s.name in CLASS_NAMES[1:]),
+                 key=lambda s: (VISIBILITIES.index(s.visibility), -s.area))
+  if not speed or speed[0].visibility != "VISIBLE":
+    return None
+  return CLASS_NAMES.index(speed[0].name)
+
+
+def _image_reader(set_dir: pathlib.Path, archive: str):
+  """A function file name -> JPEG bytes, from the zip or extracted files."""
+  zip_path = set_dir / archive
+  if zip_path.exists():
+    zf = zipfile.ZipFile(zip_path.open("rb"))
+    members = {os.path.basename(n): n for n in zf.namelist()}
+    source = f"{zip_path}"
+    read = lambda name: zf.read(members[name])
+  else:
+    members = {p.name: p for p in set_dir.rglob("*.jpg")}
+    source = f"{set_dir}"
+    read = lambda name: members[name].read_bytes()
+
+  def reader(name):
+    if name not in members:
+      raise FileNotFoundError(f"Image {name} of {set_dir}/annotations.txt "
+                              f"is not in {source}.")
+    return read(name)
+  return reader
+
+
+def check_image(data: bytes, name: str) -> None:
+  """Raises ValueError naming `name` unless `data` is a 960x1280 RGB JPEG."""
+  try:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+  except (OSError, SyntaxError) as e:
+    raise ValueError(f"Corrupt image {name}: {e}") from e
+  shape = np.asarray(image).shape
+  if image.format != "JPEG" or shape != IMAGE_SHAPE:
+    raise ValueError(f"Image {name} is a {image.format} of shape {shape}; "
+                     f"expected a JPEG of {IMAGE_SHAPE}.")
+
+
+@dataclasses.dataclass(eq=False)
+class TrafficSignsConfig(tfds.core.BuilderConfig):
+  misc_only_is_empty: bool = True
+
+
+class TrafficSigns(base.ProjectBuilder):
+  """Swedish Traffic Signs, 4 speed-limit classes (ATS filter)."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  BUILDER_CONFIGS = [
+      TrafficSignsConfig(name="ats", description="MISC_SIGNS-only = EMPTY."),
+      TrafficSignsConfig(name="no_misc", misc_only_is_empty=False,
+                         description="MISC_SIGNS-only images dropped."),
+  ]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = "\n".join(
+      f"  {URL}/{folder}/{f}  ->  <manual_dir>/{folder}/{f}"
+      for folder, archive in SPLITS.values()
+      for f in ("annotations.txt", archive)) + (
+          "\n  (a zip may also be extracted in place)")
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(shape=IMAGE_SHAPE,
+                                         encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(names=CLASS_NAMES),
+            "file_name": tfds.features.Text(),
+        }),
+        supervised_keys=("image", "label"),
+        homepage=HOMEPAGE,
+    )
+
+  def _split_generators(self, dl_manager):
+    manual_dir = pathlib.Path(dl_manager.manual_dir)
+    for folder, archive in SPLITS.values():
+      set_dir = manual_dir / folder
+      if not (set_dir / "annotations.txt").exists():
+        missing = "annotations.txt"
+      elif not ((set_dir / archive).exists() or any(set_dir.rglob("*.jpg"))):
+        missing = archive
+      else:
+        continue
+      raise FileNotFoundError(
+          f"Missing {set_dir / missing}: download {URL}/{folder}/{missing} "
+          f"into {set_dir}/.\nAll files:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    return {split: self._generate_examples(manual_dir / folder, archive)
+            for split, (folder, archive) in SPLITS.items()}
+
+  def _generate_examples(self, set_dir: pathlib.Path, archive: str):
+    read = _image_reader(set_dir, archive)
+    for name, signs, has_misc in parse_annotations(set_dir / "annotations.txt"):
+      label = label_of(signs, has_misc, self.builder_config.misc_only_is_empty)
+      if label is None:
+        continue
+      data = read(name)
+      check_image(data, f"{set_dir.name}/{name}")
+      yield name, {"image": data, "label": label, "file_name": name}

@@ -1,0 +1,94 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""Builders on bad input: clear errors, nothing written half-way."""
+
+import os
+import shutil
+
+import pytest
+import tensorflow_datasets as tfds
+
+from ptopk_patch_selection.datasets import billiard
+from ptopk_patch_selection.datasets import traffic_signs
+
+_DUMMY = os.path.join(os.path.dirname(traffic_signs.__file__), "dummy_data")
+
+
+def _build(name, data_dir, manual_dir):
+  builder = tfds.builder(name, data_dir=str(data_dir))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(manual_dir)))
+  return builder
+
+
+def _copy_dummy(tmp_path, name):
+  return shutil.copytree(os.path.join(_DUMMY, name), tmp_path / "manual")
+
+
+def test_traffic_signs_labels_follow_the_ats_filter(tmp_path):
+  builder = _build("traffic_signs/ats", tmp_path / "tfds",
+                   os.path.join(_DUMMY, "traffic_signs"))
+  labels = {}
+  for split in ("train", "test"):
+    source = builder.as_data_source(split=split)
+    labels.update({ex["file_name"].decode(): int(ex["label"]) for ex in source})
+  assert labels == {
+      "1277381550Image000009.jpg": 2,  # VISIBLE 70 among other signs
+      "1277381560Image000019.jpg": 0,  # no sign
+      "1277381601Image000004.jpg": 0,  # only MISC_SIGNS
+      "1277381650Image000012.jpg": 1,  # largest VISIBLE speed sign: 50
+      "1277382111Image000001.jpg": 3,
+      "1277382144Image000004.jpg": 0,
+      "1277382155Image000005.jpg": 1,
+  }
+
+
+def test_missing_manual_file_names_file_and_url(tmp_path):
+  manual = _copy_dummy(tmp_path, "traffic_signs")
+  os.remove(manual / "Set1" / "Set1Part0.zip")
+  with pytest.raises(FileNotFoundError) as error:
+    _build("traffic_signs", tmp_path / "tfds", manual)
+  assert "Set1Part0.zip" in str(error.value)
+  assert f"{traffic_signs.URL}/Set1/Set1Part0.zip" in str(error.value)
+  other = tmp_path / "other"
+  other.mkdir()
+  (other / "notes.txt").write_text("not the archive")
+  with pytest.raises(FileNotFoundError, match="billiard.tar.xz") as error:
+    _build("billiard", tmp_path / "tfds", other)
+  assert billiard.URL in str(error.value) and str(other) in str(error.value)
+
+
+def test_bad_annotation_line_names_file_and_line(tmp_path):
+  manual = _copy_dummy(tmp_path, "traffic_signs")
+  path = manual / "Set2" / "annotations.txt"
+  lines = path.read_text().splitlines()
+  lines[2] = "1277382133Image000003.jpg:VISIBLE, 1.0, 2.0, PROHIBITORY"
+  path.write_text("\n".join(lines) + "\n")
+  with pytest.raises(traffic_signs.AnnotationError,
+                     match=r"Set2/annotations.txt:3"):
+    _build("traffic_signs", tmp_path / "tfds", manual)
+
+
+@pytest.mark.parametrize("name, image", [
+    ("traffic_signs", "Set2/Set2Part0/1277382144Image000004.jpg"),
+    ("billiard", "billiard/test/1.png")])
+def test_corrupt_image_names_the_file_and_leaves_nothing(tmp_path, name,
+                                                         image):
+  manual = _copy_dummy(tmp_path, name)
+  data = (manual / image).read_bytes()
+  (manual / image).write_bytes(data[:len(data) // 3])
+  with pytest.raises(ValueError, match=os.path.basename(image)):
+    _build(name, tmp_path / "tfds", manual)
+  builder = tfds.builder(name, data_dir=str(tmp_path / "tfds"))
+  assert not builder.is_prepared()
+  with pytest.raises(Exception):
+    tfds.data_source(name, split="train", data_dir=str(tmp_path / "tfds"))
+
+
+def test_billiard_reads_the_tar_xz_archive(tmp_path):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  shutil.make_archive(str(manual / "billiard"), "xztar",
+                      os.path.join(_DUMMY, "billiard"), "billiard")
+  builder = _build("billiard/rightmost-number", tmp_path / "tfds", manual)
+  assert builder.info.splits["train"].num_examples == 3

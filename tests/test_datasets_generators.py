@@ -1,0 +1,112 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""The procedural generators: determinism, labels, geometry bounds."""
+
+import functools
+import itertools
+
+import numpy as np
+import pytest
+
+from ptopk_patch_selection.datasets import billiard_labels
+from ptopk_patch_selection.datasets import billiard_scene
+from ptopk_patch_selection.datasets import drawing
+from ptopk_patch_selection.datasets import generation
+from ptopk_patch_selection.datasets import traffic_scene
+
+_TRAFFIC = traffic_scene.SceneSpec(256, 256, margin=16)
+_BILLIARD = billiard_scene.TableSpec(192, 192, ball_radius=(10, 12))
+
+
+def _boxes_px(bboxes, spec):
+  return np.asarray(bboxes) * ([spec.height, spec.width] * 2)
+
+
+@pytest.mark.parametrize("make_example, spec", [
+    (traffic_scene.make_example, _TRAFFIC),
+    (billiard_scene.make_example, _BILLIARD)])
+def test_generator_is_deterministic_per_seed(make_example, spec):
+  a = make_example(spec, 3, 0, 5)
+  b = make_example(spec, 3, 0, 5)
+  c = make_example(spec, 4, 0, 5)
+  assert a["image"] == b["image"]
+  np.testing.assert_array_equal(a["objects"]["bbox"], b["objects"]["bbox"])
+  assert a["image"] != c["image"]
+
+
+def test_parallel_generation_equals_serial():
+  fn = functools.partial(traffic_scene.make_example, _TRAFFIC, 0, 0)
+  serial = list(generation.parallel_map(fn, range(4), num_workers=0))
+  parallel = list(generation.parallel_map(fn, range(4), num_workers=2))
+  assert [e["image"] for e in serial] == [e["image"] for e in parallel]
+
+
+def test_traffic_labels_match_objects_and_classes_are_balanced():
+  labels = []
+  for index in range(24):
+    ex = traffic_scene.make_example(_TRAFFIC, 0, 1, index)
+    objects = [{"number": int(n), "is_target": bool(t)} for n, t in
+               zip(ex["objects"]["number"], ex["objects"]["is_target"])]
+    assert traffic_scene.label_from_objects(objects) == ex["label"]
+    assert 2 <= len(objects) <= 4
+    for o in objects:
+      assert o["is_target"] == (o["number"] in traffic_scene.TARGET_NUMBERS)
+    labels.append(ex["label"])
+  np.testing.assert_array_equal(np.bincount(labels), [6, 6, 6, 6])
+
+
+def test_label_changes_only_the_target_sign():
+  """Same generator state, other label: same scene, same ring count."""
+  for index in range(8):
+    scenes = [traffic_scene.render_scene(
+        _TRAFFIC, label, drawing.example_rng(0, 0, index))[1]
+              for label in range(4)]
+    for objects in scenes[1:]:
+      assert [o["bbox"] for o in objects] == [o["bbox"] for o in scenes[0]]
+      changed = [a["number"] != b["number"]
+                 for a, b in zip(objects, scenes[0])]
+      assert sum(changed) <= 1
+
+
+def test_traffic_boxes_are_disjoint_and_inside_margin():
+  spec = _TRAFFIC
+  for index in range(30):
+    ex = traffic_scene.make_example(spec, 0, 0, index)
+    boxes = _boxes_px(ex["objects"]["bbox"], spec)
+    assert (boxes[:, :2] >= spec.margin - 1e-6).all()
+    assert (boxes[:, 2:] <= [spec.height - spec.margin,
+                             spec.width - spec.margin]).all()
+    for a, b in itertools.combinations(boxes, 2):
+      gap_y = max(a[0] - b[2], b[0] - a[2])
+      gap_x = max(a[1] - b[3], b[1] - a[3])
+      assert max(gap_y, gap_x) >= spec.min_gap - 1e-6
+
+
+def test_billiard_labels_match_balls_and_number_discs_stay_visible():
+  for index in range(27):
+    rng = drawing.example_rng(0, 0, index)
+    label = index % billiard_scene.NUM_CLASSES
+    _, balls = billiard_scene.render_table(_BILLIARD, label, rng)
+    assert billiard_labels.max_left_right(balls) == label
+    assert 4 <= len(balls) <= 8
+    xs = sorted(b["position"][0] for b in balls)
+    radius = (balls[0]["bbox"][2] - balls[0]["bbox"][0]) * _BILLIARD.height / 2
+    assert xs[1] - xs[0] >= radius / 4 - 1e-6
+    for a, b in itertools.combinations(balls, 2):
+      distance = np.hypot(*np.subtract(a["position"], b["position"]))
+      assert distance >= _BILLIARD.min_center_distance * radius - 1e-3
+    targets = [b["is_target"] for b in balls]
+    assert targets[0] and targets[-1] and sum(targets) == 2
+
+
+def test_billiard_label_functions():
+  balls = [{"position": (x, 0), "number": n, "color": c}
+           for x, n, c in ((0.5, 3, "red"), (-1.0, 7, "blue"),
+                           (2.0, 4, "green"), (1.0, 9, "yellow"))]
+  assert billiard_labels.max_left_right(balls) == 6  # max(7, 4) - 1
+  assert billiard_labels.rightmost_number(balls) == 3
+  assert billiard_labels.sum_all_modulo10(balls) == 3
+  assert billiard_labels.left_color_min_max(balls) == 2  # blue: min 3 - 1
+  balls[1]["color"] = "white"
+  with pytest.raises(ValueError, match="white"):
+    billiard_labels.left_color_min_max(balls)

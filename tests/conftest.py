@@ -8,3 +8,17 @@ os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
                            " --xla_force_host_platform_device_count=4")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(scope="session")
+def tiny_traffic_data_dir(tmp_path_factory) -> str:
+  """synthetic_traffic_signs/tiny (16 train, 8 test, 128x128), built once."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from ptopk_patch_selection import datasets  # pylint: disable=g-import-not-at-top
+  path = tmp_path_factory.mktemp("tfds")
+  datasets.register_builders()
+  tfds.builder("synthetic_traffic_signs/tiny",
+               data_dir=str(path)).download_and_prepare()
+  return str(path)

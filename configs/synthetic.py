@@ -1,0 +1,54 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+r"""The embedded default: synthetic traffic signs on a CPU, in minutes.
+
+`./run.sh` builds synthetic_traffic_signs/small (512x512; 3000 train, 500
+test; 4 classes: no speed sign / 50 / 70 / 80 among look-alike signs) and
+trains this config. The numbers that decide the class are unreadable at the
+scorer's 8x downscale (see data/README.md), so the model has to learn where
+to look: an 8x8... here 7x7 grid of candidate 128x128 patches, K=4.
+
+Differences from the paper's traffic config, chosen for a short CPU run:
+smaller images and K, 100 noise samples with the conditional (Rao-
+Blackwellised) gradient estimator, a larger initial sigma that decays to 0,
+edge padding (no artificial borders for the scorer to chase), lr 1e-3.
+
+  python -m ptopk_patch_selection.main --config=configs/synthetic.py \
+      --workdir=workdirs/synthetic
+"""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.dataset.name = "synthetic_traffic_signs/small"
+  config.dataset.image_size = (512, 512)
+  config.dataset.num_classes = 4
+  config.dataset.augmentation = "traffic"
+  config.dataset.pad_pixels = 32  # signs stay >= 48 px from the border
+  config.batch_size = 16
+  config.eval_batch_size = 50
+
+  config.model.k = 4
+  config.model.patch_size = 128
+  config.model.downscale = 8  # 64x64 scorer input, 7x7 grid
+  config.model.scorer_padding = "edge"
+  config.model.patch_padding = "edge"
+  config.model.feature_network = "ats_traffic"
+  config.model.aggregator = "mean"
+  config.model.perturbed.num_samples = 100
+  config.model.perturbed.variance_reduction = "conditional"
+  config.sigma = 0.5
+  config.sigma_end = 0.0
+  config.entropy_regularizer = 0.01
+
+  config.learning_rate = 1e-3
+  config.weight_decay = 1e-4
+  config.gradient_clip = 1.0
+  config.warmup_ratio = 0.05
+  config.num_train_steps = 500
+  config.log_every_steps = 10
+  config.eval_every_steps = 100
+  config.checkpoint_every_steps = 100
+  return config

@@ -1,0 +1,64 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""Entry point: trains and evaluates one config in one workdir.
+
+  python -m ptopk_patch_selection.main --config=configs/traffic.py \
+      --workdir=workdirs/traffic [--config.batch_size=16 ...]
+
+Kept short on purpose: the logic is in `train.py`, importable from a notebook.
+A multi-process job (several GPU hosts, a TPU pod slice) is detected from the
+flags or from the cluster environment, and `jax.distributed.initialize()` is
+called before anything touches the devices.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Directory for checkpoints, metrics, pictures.")
+config_flags.DEFINE_config_file("config", None, "Experiment config file.",
+                                lock_config=True)
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None,
+    "host:port of process 0 for a multi-process job; None: single process, "
+    "or auto-detected on TPU pods and SLURM/Open MPI clusters.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None,
+                                      "Processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _initialize_distributed() -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  if _COORDINATOR.value:
+    # CPU devices of different processes talk through gloo (no effect on
+    # accelerators). Nothing may touch the backend before initialize().
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
+                               _PROCESS_ID.value)
+  elif any(name in os.environ for name in (
+      "TPU_WORKER_HOSTNAMES", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")):
+    jax.distributed.initialize()
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  # TensorFlow only reads data; keep it off the accelerators.
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], "GPU")
+  _initialize_distributed()
+  import jax  # pylint: disable=g-import-not-at-top
+  from ptopk_patch_selection import train  # pylint: disable=g-import-not-at-top
+  logging.info("JAX process %d of %d; %d local of %d devices: %s",
+               jax.process_index(), jax.process_count(),
+               jax.local_device_count(), jax.device_count(), jax.devices())
+  train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

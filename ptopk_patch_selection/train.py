@@ -1,0 +1,438 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""Training and evaluation: `train_and_evaluate(config, workdir)`.
+
+One `jax.jit` train step over a mesh of all devices: the batch is sharded
+along the mesh axis "data", parameters and optimiser state are replicated
+(XLA inserts the gradient all-reduce; BatchNorm statistics are over the global
+batch). With several processes each reads its own rows of every global batch
+(`input_pipeline`) and `jax.make_array_from_process_local_data` assembles the
+global array.
+
+Everything random is a pure function of (seed, step): the data order and
+augmentation (input pipeline), the selection noise and dropout
+(fold_in(seed, step)), and sigma, which decays linearly from `config.sigma`
+to `config.sigma_end`. An Orbax checkpoint therefore only holds the step,
+parameters, BatchNorm statistics and optimiser state, and a restored run
+continues exactly as an uninterrupted one.
+
+A step whose loss or gradient is not finite is not applied (parameters and
+optimiser state stay as they were) and is counted; after
+`config.max_nonfinite_steps` such steps in a row the run stops with an error.
+No non-finite value is ever checkpointed.
+"""
+
+import os
+import time
+from typing import Any
+
+from absl import logging
+from clu import metric_writers
+from clu import metrics
+from clu import parameter_overview
+from clu import periodic_actions
+import flax
+import flax.struct
+import flax.traverse_util
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from ptopk_patch_selection import input_pipeline
+from ptopk_patch_selection import models
+from ptopk_patch_selection import optimizers
+from ptopk_patch_selection import patches
+from ptopk_patch_selection import visualization
+
+DATA_AXIS = "data"
+
+
+@flax.struct.dataclass
+class TrainState:
+  """What a checkpoint holds; everything else derives from (seed, step)."""
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  nonfinite_steps: jax.Array  # consecutive skipped steps
+
+
+@flax.struct.dataclass
+class TrainMetrics(metrics.Collection):
+  loss: metrics.Average.from_output("loss")
+  cross_entropy: metrics.Average.from_output("cross_entropy")
+  accuracy: metrics.Average.from_output("accuracy")
+  entropy: metrics.Average.from_output("entropy")
+  sigma: metrics.LastValue.from_output("sigma")
+  learning_rate: metrics.LastValue.from_output("learning_rate")
+  gradient_norm: metrics.Average.from_output("gradient_norm")
+  skipped_steps: metrics.Average.from_output("skipped")
+
+
+def sigma_at(config: ml_collections.ConfigDict, step: jax.Array) -> jax.Array:
+  """Noise scale of train step `step`: linear from sigma to sigma_end."""
+  progress = jnp.asarray(step, jnp.float32) / config.num_train_steps
+  return config.sigma + (config.sigma_end - config.sigma) * progress
+
+
+def step_rngs(config: ml_collections.ConfigDict, step: jax.Array,
+              stream: int = 0) -> dict[str, jax.Array]:
+  """The model's RNG streams for one step (stream 1 for evaluation)."""
+  key = jax.random.fold_in(jax.random.fold_in(
+      jax.random.key(config.seed), stream), step)
+  selection, dropout = jax.random.split(key)
+  return {"selection": selection, "dropout": dropout}
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Fails at start, naming the field, on settings that cannot work.
+
+  The model's fields are checked by `models.create_model`.
+  """
+  def check(condition, message):
+    if not condition:
+      raise ValueError(f"Invalid config: {message}")
+
+  check(config.sigma >= 0, f"sigma={config.sigma} must be >= 0.")
+  check(config.sigma_end >= 0, f"sigma_end={config.sigma_end} must be >= 0.")
+  check(config.num_train_steps >= 1,
+        f"num_train_steps={config.num_train_steps} must be >= 1.")
+  for field in ("batch_size", "eval_batch_size"):
+    value = config[field]
+    check(value >= 1 and value % jax.device_count() == 0,
+          f"{field}={value} must be a positive multiple of the "
+          f"{jax.device_count()} devices.")
+  for field in ("log_every_steps", "eval_every_steps",
+                "checkpoint_every_steps", "max_nonfinite_steps"):
+    check(config[field] >= 1, f"{field}={config[field]} must be >= 1.")
+  check(config.optimizer in optimizers.OPTIMIZERS,
+        f"optimizer={config.optimizer!r} is not one of "
+        f"{optimizers.OPTIMIZERS}.")
+  check(config.schedule in optimizers.SCHEDULES,
+        f"schedule={config.schedule!r} is not one of {optimizers.SCHEDULES}.")
+
+
+def patch_grid(config: ml_collections.ConfigDict) -> patches.PatchGrid | None:
+  """The candidate patches of a PatchNet config (None for other models)."""
+  if config.model.name != "patchnet":
+    return None
+  image_size = tuple(config.dataset.image_size)
+  return patches.PatchGrid(
+      image_size, models.Scorer.grid_size(image_size, config.model.downscale),
+      config.model.patch_size)
+
+
+def _coverage(aux, batch, grid) -> tuple[jax.Array, jax.Array]:
+  """(covered, has_target) per example, both float (b,).
+
+  covered: a selected patch contains the centre of the example's target
+  object (the one that decides the label).
+  """
+  h, w = grid.image_size
+  boxes = batch["boxes"]  # (b, m, 4) normalised (ymin, xmin, ymax, xmax)
+  centre_y = (boxes[..., 0] + boxes[..., 2]) / 2 * h  # (b, m)
+  centre_x = (boxes[..., 1] + boxes[..., 3]) / 2 * w
+  top, left = grid.corners(aux["indices"])  # (b, k)
+  p = grid.patch_size
+  inside = ((centre_y[:, :, None] >= top[:, None]) &
+            (centre_y[:, :, None] < top[:, None] + p) &
+            (centre_x[:, :, None] >= left[:, None]) &
+            (centre_x[:, :, None] < left[:, None] + p))  # (b, m, k)
+  target = batch["is_target"] & batch["box_mask"] & batch["mask"][:, None]
+  covered = (inside.any(-1) & target).any(-1)
+  return covered.astype(jnp.float32), target.any(-1).astype(jnp.float32)
+
+
+class Trainer:
+  """The model, optimiser and jitted steps of one experiment."""
+
+  def __init__(self, config: ml_collections.ConfigDict, num_classes: int,
+               mesh: Mesh):
+    self.config = config
+    self.num_classes = num_classes
+    self.image_size = tuple(config.dataset.image_size)
+    self.model = models.create_model(config.model, num_classes=num_classes,
+                                     image_size=self.image_size)
+    self.grid = patch_grid(config)
+    self.learning_rate_fn = optimizers.create_learning_rate_fn(config)
+    self.tx = optimizers.create_optimizer(config, self.learning_rate_fn)
+    self.replicated = NamedSharding(mesh, PartitionSpec())
+    self.sharded = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+    self.train_step = jax.jit(self._train_step, donate_argnums=(0,),
+                              out_shardings=self.replicated)
+    self.eval_step = jax.jit(self._eval_step, out_shardings=self.replicated)
+
+  def create_state(self) -> TrainState:
+    """Initial state, replicated over the mesh."""
+    def init():
+      images = jnp.zeros((1,) + self.image_size + (3,), jnp.float32)
+      rngs = step_rngs(self.config, 0) | {
+          "params": jax.random.key(self.config.seed)}
+      variables = self.model.init(rngs, images, train=False)
+      params = variables["params"]
+      return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                        batch_stats=variables.get("batch_stats", {}),
+                        opt_state=self.tx.init(params),
+                        nonfinite_steps=jnp.zeros((), jnp.int32))
+    state = jax.jit(init, out_shardings=self.replicated)()
+    if self.config.model.pretrained_checkpoint:
+      variables = models.load_pretrained_feature_network(
+          {"params": state.params, "batch_stats": state.batch_stats},
+          self.config.model)
+      state = jax.device_put(state.replace(
+          params=variables["params"], batch_stats=variables["batch_stats"]),
+                             self.replicated)
+    return state
+
+  def global_batch(self, local_batch: dict[str, np.ndarray]):
+    """This process's rows -> global arrays sharded along the batch."""
+    return {key: jax.make_array_from_process_local_data(self.sharded, value)
+            for key, value in local_batch.items()}
+
+  def _loss(self, params, batch_stats, batch, rngs, sigma):
+    (logits, aux), updates = self.model.apply(
+        {"params": params, "batch_stats": batch_stats}, batch["image"],
+        train=True, sigma=sigma, rngs=rngs, mutable=["batch_stats"])
+    labels = batch["label"]
+    if self.config.model.name == "ntsnet":
+      cross_entropy = models.ntsnet_losses(logits, aux, labels)["loss"]
+    else:
+      cross_entropy = optax.softmax_cross_entropy_with_integer_labels(
+          logits, labels).mean()
+    # The regulariser maximises the entropy of softmax(raw scores).
+    loss = cross_entropy - self.config.entropy_regularizer * aux["entropy"]
+    outputs = dict(cross_entropy=cross_entropy, entropy=aux["entropy"],
+                   accuracy=(logits.argmax(-1) == labels).mean())
+    return loss, (outputs, updates.get("batch_stats", {}))
+
+  def _train_step(self, state: TrainState, batch):
+    """One optimiser step; not applied if anything is non-finite."""
+    sigma = sigma_at(self.config, state.step)
+    grad_fn = jax.value_and_grad(self._loss, has_aux=True)
+    (loss, (outputs, batch_stats)), grads = grad_fn(
+        state.params, state.batch_stats, batch,
+        step_rngs(self.config, state.step), sigma)
+    gradient_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss) & jnp.isfinite(gradient_norm)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+
+    def keep_if_finite(new, old):
+      return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+    new_state = TrainState(
+        step=state.step + 1,
+        params=keep_if_finite(params, state.params),
+        batch_stats=keep_if_finite(batch_stats, state.batch_stats),
+        opt_state=keep_if_finite(opt_state, state.opt_state),
+        nonfinite_steps=jnp.where(finite, 0, state.nonfinite_steps + 1))
+    step_metrics = TrainMetrics.single_from_model_output(
+        loss=loss, sigma=sigma, gradient_norm=gradient_norm,
+        learning_rate=self.learning_rate_fn(state.step),
+        skipped=1.0 - finite.astype(jnp.float32), **outputs)
+    return new_state, step_metrics
+
+  def _eval_step(self, state: TrainState, batch):
+    """Sums over the valid rows of one eval batch, and picture data."""
+    logits, aux = self.model.apply(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        batch["image"], train=False, sigma=0.0,
+        rngs=step_rngs(self.config, state.step, stream=1))
+    mask = batch["mask"].astype(jnp.float32)
+    labels = batch["label"]
+    if self.config.model.name == "ntsnet":
+      losses = models.ntsnet_losses(logits, aux, labels, mask=batch["mask"])
+      loss_sum = losses["loss"] * mask.sum()
+    else:
+      loss_sum = (optax.softmax_cross_entropy_with_integer_labels(
+          logits, labels) * mask).sum()
+    sums = dict(
+        count=mask.sum(), loss=loss_sum,
+        correct=((logits.argmax(-1) == labels) * mask).sum(),
+        label_counts=(jax.nn.one_hot(labels, self.num_classes) *
+                      mask[:, None]).sum(0))
+    pictures = {}
+    if self.grid is not None:
+      if "boxes" in batch:
+        covered, has_target = _coverage(aux, batch, self.grid)
+        sums.update(covered=covered.sum(), with_target=has_target.sum())
+      n = self.config.num_image_summaries
+      pictures = dict(image=batch["image"][:n], scores=aux["scores"][:n],
+                      indices=aux["indices"][:n], patches=aux["patches"][:n],
+                      label=labels[:n], prediction=logits[:n].argmax(-1))
+      if "boxes" in batch:
+        pictures.update(boxes=batch["boxes"][:n],
+                        box_mask=batch["box_mask"][:n] &
+                        batch["is_target"][:n])
+    return sums, pictures
+
+  def evaluate(self, state: TrainState,
+               pipeline: input_pipeline.InputPipeline):
+    """Metrics over the whole eval split, and the first batch's pictures."""
+    totals, first_pictures = None, None
+    for batch in pipeline.eval_batches():
+      sums, pictures = self.eval_step(state, self.global_batch(batch))
+      sums = jax.device_get(sums)
+      totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
+      if first_pictures is None:
+        first_pictures = jax.device_get(pictures)
+    count = max(float(totals["count"]), 1.0)
+    results = {"loss": float(totals["loss"]) / count,
+               "accuracy": float(totals["correct"]) / count,
+               "majority_rate": float(totals["label_counts"].max()) / count,
+               "examples": int(totals["count"])}
+    if "covered" in totals:
+      results["coverage"] = float(totals["covered"]) / max(
+          float(totals["with_target"]), 1.0)
+    return results, first_pictures
+
+
+def selection_picture(pictures, grid: patches.PatchGrid) -> np.ndarray:
+  """uint8 (H, W, 3): images with their selected patches and score maps."""
+  figures = []
+  for i, image in enumerate(pictures["image"]):
+    objects = ((pictures["boxes"][i], pictures["box_mask"][i])
+               if "boxes" in pictures else None)
+    figures.append(visualization.selection_figure(
+        image, pictures["scores"][i], pictures["indices"][i],
+        pictures["patches"][i], grid, object_boxes=objects,
+        title=(f"label {pictures['label'][i]}, "
+               f"predicted {pictures['prediction'][i]}")))
+  return visualization.selection_grid(figures)
+
+
+class ProgressLine:
+  """A one-line progress display: step, loss, accuracy, sigma, speed, ETA."""
+
+  def __init__(self, total_steps: int):
+    self._total = total_steps
+    self._start = self._start_step = None
+
+  def update(self, step: int, values: dict[str, float]) -> str:
+    now = time.monotonic()
+    if self._start is None:  # the first step includes compilation
+      self._start, self._start_step = now, step
+    done = step - self._start_step
+    rate = done / max(now - self._start, 1e-9)
+    remaining = (self._total - step) / rate if rate > 0 else float("nan")
+    parts = [f"step {step}/{self._total}"]
+    parts += [f"{name} {value:.4g}" for name, value in values.items()]
+    if done > 0:
+      parts += [f"{rate:.2f} steps/s", f"ETA {_format_seconds(remaining)}"]
+    return " | ".join(parts)
+
+
+def _format_seconds(seconds: float) -> str:
+  if not np.isfinite(seconds):
+    return "?"
+  minutes, seconds = divmod(int(seconds), 60)
+  return f"{minutes}m{seconds:02d}s"
+
+
+def _check_finite(state: TrainState, config: ml_collections.ConfigDict,
+                  step: int) -> None:
+  skipped = int(jax.device_get(state.nonfinite_steps))
+  if skipped:
+    logging.warning("Step %d: %d step(s) in a row had a non-finite loss or "
+                    "gradient and were skipped.", step, skipped)
+  if skipped >= config.max_nonfinite_steps:
+    raise FloatingPointError(
+        f"{skipped} consecutive training steps (up to step {step}) had a "
+        "non-finite loss or gradient (config.max_nonfinite_steps="
+        f"{config.max_nonfinite_steps}). Lower the learning rate or check "
+        "the data; the last checkpoint holds the last finite state.")
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict,
+                       workdir: str) -> dict[str, float]:
+  """Trains `config` in `workdir` (resuming from its checkpoint), evaluates.
+
+  Returns:
+    The final evaluation metrics.
+  """
+  validate_config(config)
+  workdir = os.path.abspath(workdir)
+  is_chief = jax.process_index() == 0
+  mesh = Mesh(np.array(jax.devices()), (DATA_AXIS,))
+  pipeline = input_pipeline.create_datasets(
+      config, process_index=jax.process_index(),
+      process_count=jax.process_count())
+  trainer = Trainer(config, pipeline.num_classes, mesh)
+  writer = metric_writers.create_default_writer(workdir,
+                                                just_logging=not is_chief)
+  manager = ocp.CheckpointManager(
+      os.path.join(workdir, "checkpoints"),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+  state = trainer.create_state()
+  if manager.latest_step() is not None:
+    state = manager.restore(manager.latest_step(),
+                            args=ocp.args.StandardRestore(state))
+    logging.info("Resumed from %s at step %d.", manager.directory,
+                 int(state.step))
+  first_step = int(jax.device_get(state.step))
+  if first_step == 0:
+    parameter_overview.log_parameter_overview(state.params)
+    writer.write_hparams(_flat_hparams(config))
+
+  total = config.num_train_steps
+  report_progress = periodic_actions.ReportProgress(num_train_steps=total,
+                                                    writer=writer)
+  progress = ProgressLine(total)
+  pictures_dir = os.path.join(workdir, "pictures")
+  train_metrics, results = None, {}
+  batches = pipeline.train_batches(first_step)
+  for step in range(first_step, total):
+    with jax.profiler.StepTraceAnnotation("train", step_num=step):
+      state, step_metrics = trainer.train_step(
+          state, trainer.global_batch(next(batches)))
+    train_metrics = (step_metrics if train_metrics is None else
+                     train_metrics.merge(step_metrics))
+    done = step + 1
+    report_progress(done)
+    last = done == total
+    if done % config.log_every_steps == 0 or last:
+      _check_finite(state, config, done)
+      values = train_metrics.compute()
+      writer.write_scalars(done, {f"train_{name}": value
+                                  for name, value in values.items()})
+      train_metrics = None
+      if is_chief:
+        print(progress.update(done, {
+            "loss": float(values["cross_entropy"]),
+            "accuracy": float(values["accuracy"]),
+            "sigma": float(values["sigma"])}), flush=True)
+    if done % config.eval_every_steps == 0 or last:
+      with report_progress.timed("eval"):
+        results, pictures = trainer.evaluate(state, pipeline)
+      writer.write_scalars(done, {f"eval_{name}": value
+                                  for name, value in results.items()})
+      if is_chief and pictures:
+        picture = selection_picture(pictures, trainer.grid)
+        writer.write_images(done, {"eval_selection": picture[None]})
+        os.makedirs(pictures_dir, exist_ok=True)
+        visualization.save_png(
+            picture, os.path.join(pictures_dir, f"selection_{done:06d}.png"))
+      logging.info("Evaluation at step %d: %s", done, results)
+    if done % config.checkpoint_every_steps == 0 or last:
+      _check_finite(state, config, done)
+      with report_progress.timed("checkpoint"):
+        manager.save(done, args=ocp.args.StandardSave(state))
+  manager.wait_until_finished()
+  writer.flush()
+  if first_step >= total:  # nothing left to train: evaluate the checkpoint
+    results, _ = trainer.evaluate(state, pipeline)
+  return results
+
+
+def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """Config as a flat dict of scalars for TensorBoard's hparams."""
+  flat = {}
+  for key, value in flax.traverse_util.flatten_dict(config.to_dict(),
+                                                    sep=".").items():
+    flat[key] = value if isinstance(value, (int, float, str, bool)) else str(
+        value)
+  return flat

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's two commands (see README.md):
-#   ./run.sh                 set up, build the synthetic data, train and evaluate the default
+#   ./run.sh                 set up, build the synthetic data, train and evaluate
+#                            the default (WORKDIR=... to choose the workdir)
 #   ./run.sh test [ARGS]     set up, run the test suite (ARGS go to pytest)
 #   ./run.sh bench [NAMES]   set up, run the benchmarks in benchmarks/ (all, or the named ones)
 # Any other arguments are passed to `python -m ptopk_patch_selection.main`.
@@ -50,10 +51,14 @@ run_benchmarks() {
 }
 
 train_default() {
-  echo "[run.sh] training the embedded default is not wired up yet."
-  echo "[run.sh] It will: build synthetic_traffic_signs/small under data/, train"
-  echo "[run.sh] configs/synthetic.py on this machine, evaluate, and print where the"
-  echo "[run.sh] TensorBoard logs, checkpoint and patch pictures are."
+  # The embedded default: build synthetic_traffic_signs/small if missing,
+  # train configs/synthetic.py, evaluate, say where everything is.
+  local workdir="${WORKDIR:-data/workdirs/synthetic}"
+  "$PYTHON" -m ptopk_patch_selection.datasets.build \
+    --dataset=synthetic_traffic_signs/small --data_dir=data/tfds \
+    --noread_epoch
+  "$PYTHON" -m ptopk_patch_selection.main --config=configs/synthetic.py \
+    --workdir="$workdir" --verbosity=-1
 }
 
 setup

@@ -49,7 +49,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.patch_padding = "constant"  # "constant", "edge", "reflect"
   config.model.normalization = "minmax"  # "minmax", "identity", "softmax"
   config.model.normalization_epsilon = 1e-5
-  config.model.selection = "perturbed"  # "perturbed", "sinkhorn", "hard", "random"
+  # "perturbed", "sinkhorn", "hard", "random"
+  config.model.selection = "perturbed"
   config.model.selection_eval = "hard"
   config.model.perturbed = ml_collections.ConfigDict()
   config.model.perturbed.num_samples = 500
@@ -64,13 +65,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.append_position = False
   # "ats_traffic", "resnet18", "resnet18_thin", "resnet50"
   config.model.feature_network = "ats_traffic"
-  config.model.aggregator = "mean"  # "mean", "max", "sum_layernorm", "transformer"
+  # "mean", "max", "sum_layernorm", "transformer"
+  config.model.aggregator = "mean"
   config.model.transformer = ml_collections.ConfigDict()
   config.model.transformer.num_layers = 3
   config.model.transformer.num_heads = 8
   config.model.transformer.hidden_size = 256
   config.model.transformer.dropout = 0.1
   config.model.transformer.pooling = "sum"  # "sum", "mean", "max", "cls"
+  # Training patches of a perturbed selection: "soft" (blends, the paper) or
+  # "sampled" (one sample's clean patches, straight-through gradient).
+  config.model.train_patches = "soft"
   config.model.hard_topk_probability = 0.0
   config.model.random_patch_probability = 0.0
   # "whole_image" baseline: the feature network on the image / this factor.

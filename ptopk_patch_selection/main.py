@@ -57,7 +57,9 @@ def main(argv):
   logging.info("JAX process %d of %d; %d local of %d devices: %s",
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count(), jax.devices())
-  train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+  results = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
+  if jax.process_index() == 0:
+    print(train.describe_results(results, _WORKDIR.value), flush=True)
 
 
 if __name__ == "__main__":

@@ -138,7 +138,7 @@ def _stride_blocks(images, grid, padding):
 
 
 def _weighted_patches(blocks, weights, grid):
-  """Soft patches from stride blocks and weights (b, k, d) -> (b, k, p, p, c)."""
+  """Soft patches: stride blocks and weights (b, k, d) -> (b, k, p, p, c)."""
   b, nh, nw, sh, sw, c = blocks.shape
   gh, gw = grid.grid_size
   qh, qw = nh - gh + 1, nw - gw + 1

@@ -6,7 +6,7 @@ Scores theta in R^d, noise Z_1..Z_S (standard normal by default). Y(x) in
 {0,1}^(k x d) is the hard top-k of x as one-hot rows, sorted by position, so
 slot r always holds the r-th selected patch in raster order.
 
-  forward:   Y_bar = (1/S) sum_s Y(theta + sigma Z_s)             (k, d), rows sum to 1
+  forward:   Y_bar = (1/S) sum_s Y(theta + sigma Z_s)     (k, d), rows sum to 1
   backward:  grad  = (1/(S sigma)) sum_s <G, Y(theta + sigma Z_s)> nu'(Z_s)
 
 for a cotangent G in R^(k x d), where nu'(z) = z for normal noise and

@@ -428,6 +428,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   return results
 
 
+def describe_results(results: dict[str, float], workdir: str) -> str:
+  """The final evaluation and where the run's outputs are, for a terminal."""
+  workdir = os.path.abspath(workdir)
+  lines = [f"Final evaluation on {results.get('examples', 0)} examples:",
+           f"  accuracy {results.get('accuracy', float('nan')):.4f} "
+           f"(majority-class rate {results.get('majority_rate', 0):.4f})",
+           f"  loss {results.get('loss', float('nan')):.4f}"]
+  if "coverage" in results:
+    lines.append(f"  covered-object fraction {results['coverage']:.4f} "
+                 "(test images whose deciding object lies in a selected "
+                 "patch)")
+  checkpoints = os.path.join(workdir, "checkpoints")
+  steps = sorted(int(name) for name in os.listdir(checkpoints)
+                 if name.isdigit()) if os.path.isdir(checkpoints) else []
+  pictures = os.path.join(workdir, "pictures")
+  latest = sorted(os.listdir(pictures)) if os.path.isdir(pictures) else []
+  lines += [f"TensorBoard logs: {workdir}  (tensorboard --logdir {workdir})",
+            "Checkpoint: " + (os.path.join(checkpoints, str(steps[-1]))
+                              if steps else "none")]
+  if latest:
+    lines.append(f"Patch pictures: {os.path.join(pictures, latest[-1])}")
+  return "\n".join(lines)
+
+
 def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:
   """Config as a flat dict of scalars for TensorBoard's hparams."""
   flat = {}

@@ -12,6 +12,7 @@ import pytest
 
 from configs import default
 from ptopk_patch_selection import models
+from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection.models import patchnet
 from ptopk_patch_selection.models import selection
 
@@ -122,10 +123,10 @@ def test_create_model_builds_each_model(name, cls):
       models.create_model(config, num_classes=4, image_size=(448, 448)), cls)
 
 
-def _scorer_gradient(method):
+def _scorer_gradient(method, **overrides):
   """Gradient of the cross entropy (not the entropy term) w.r.t. the scorer."""
-  model = models.create_model(tiny_config(selection=method), num_classes=4,
-                              image_size=IMAGE)
+  model = models.create_model(tiny_config(selection=method, **overrides),
+                              num_classes=4, image_size=IMAGE)
   x = images()
   variables = init(model, x)
   labels = jnp.array([0, 3])
@@ -324,3 +325,25 @@ def test_hard_topk_probability_one_gives_hard_indicators():
   np.testing.assert_array_equal(mixed, expected)
   np.testing.assert_array_equal(
       selection.mix_in_hard_topk(jax.random.key(0), soft, scores, 0.0), soft)
+
+
+def test_sampled_training_patches_are_clean_with_a_scorer_gradient():
+  """train_patches="sampled": one sample's hard patches, perturbed gradient."""
+  model = models.create_model(
+      tiny_config(selection="perturbed", train_patches="sampled"),
+      num_classes=4, image_size=IMAGE)
+  x = images()
+  variables = init(model, x)
+  (_, aux), _ = model.apply(variables, x, train=True, sigma=0.5,
+                            rngs=rngs(1), mutable=["batch_stats"])
+  indicators = np.asarray(aux["indicators"])
+  np.testing.assert_allclose(indicators.max(-1), 1.0, atol=1e-6)  # one-hot
+  np.testing.assert_allclose(indicators.sum(-1), 1.0, atol=1e-5)
+  grid = patches_lib.PatchGrid(IMAGE, (2, 3), 12)
+  np.testing.assert_allclose(
+      aux["patches"], patches_lib.extract_patches_from_indices(
+          x, aux["indices"], grid), atol=1e-5)
+
+  gradient = jax.tree.leaves(_scorer_gradient("perturbed",
+                                              train_patches="sampled"))
+  assert sum(float(jnp.abs(leaf).sum()) for leaf in gradient) > 0

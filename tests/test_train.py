@@ -85,6 +85,10 @@ def test_train_and_evaluate_writes_metrics_checkpoint_and_pictures(
   assert sorted(os.listdir(tmp_path / "pictures")) == [
       "selection_000003.png", "selection_000006.png"]
   assert metrics_io.read_images(str(tmp_path), "eval_selection")
+  summary = train.describe_results(results, str(tmp_path))
+  assert "majority-class rate" in summary and "covered-object" in summary
+  assert str(tmp_path / "checkpoints" / "6") in summary
+  assert str(tmp_path / "pictures" / "selection_000006.png") in summary
 
 
 def test_killed_run_resumes_to_identical_parameters(tiny_traffic_data_dir,

@@ -78,6 +78,9 @@ def _check(condition: bool, message: str) -> None:
     raise ValueError(message)
 
 
+TRAIN_PATCHES = ("soft", "sampled")
+
+
 def _topk(config: ml_collections.ConfigDict, k: int,
           num_patches: int) -> selection.TopK:
   """Top-K options, validated against d = num_patches candidates."""
@@ -152,7 +155,8 @@ def _patchnet(config, num_classes, image_size) -> PatchNet:
                              ("matmul", "scan")),
       append_position=config.append_position,
       hard_topk_probability=config.hard_topk_probability,
-      random_patch_probability=config.random_patch_probability)
+      random_patch_probability=config.random_patch_probability,
+      train_patches=_choice(config, "train_patches", TRAIN_PATCHES))
 
 
 def _ntsnet(config, num_classes, image_size) -> NTSNet:

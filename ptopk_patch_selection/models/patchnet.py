@@ -87,6 +87,13 @@ class PatchNet(nn.Module):
       instead of a soft selection with this probability.
     random_patch_probability: in training, per slot, replace the selected
       patch with a random patch not already selected with this probability.
+    train_patches: what a perturbed selection extracts in training. "soft"
+      (the paper): each slot's patch is the indicator-weighted blend of
+      candidate patches. "sampled": the clean patches of one perturbed
+      sample, Y(theta + sigma Z), with the gradient of the perturbed mean
+      (straight-through: Y + Y_bar - stop_gradient(Y_bar)); the feature
+      network then sees in training the kind of patches it sees at
+      evaluation.
   """
   num_classes: int
   k: int
@@ -105,12 +112,24 @@ class PatchNet(nn.Module):
   append_position: bool = False
   hard_topk_probability: float = 0.0
   random_patch_probability: float = 0.0
+  train_patches: str = "soft"
+
+  def _sampled_straight_through(self, indicators, scores, sigma):
+    """One perturbed sample's one-hots, with the gradient of `indicators`."""
+    noise = jax.random.normal(self.make_rng("selection"), scores.shape)
+    indices = ptopk.topk_indices(
+        jax.lax.stop_gradient(scores) + sigma * noise, self.k)
+    sample = ptopk.indicators_from_indices(indices, scores.shape[-1],
+                                           indicators.dtype)
+    return sample + indicators - jax.lax.stop_gradient(indicators)
 
   def _select(self, method, scores, sigma, train):
     """(indicators, indices) of the k patches; see `selection.TopK`."""
     needs_key = method in ("perturbed", "random")
     key = self.make_rng("selection") if needs_key else None
     indicators, indices = self.topk(method, scores, key=key, sigma=sigma)
+    if train and method == "perturbed" and self.train_patches == "sampled":
+      indicators = self._sampled_straight_through(indicators, scores, sigma)
     if train and self.hard_topk_probability > 0 and indicators is not None:
       indicators = selection_lib.mix_in_hard_topk(
           self.make_rng("selection"), indicators, scores,

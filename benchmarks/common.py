@@ -1,0 +1,60 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""Shared helpers of the benchmark scripts: timing, memory, result files."""
+
+import json
+import os
+import platform
+import statistics
+import time
+
+import jax
+
+RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
+
+
+def compile_and_time(fn, *args, repeats: int = 3):
+  """Compiles jit(fn) and times it.
+
+  Returns:
+    (median seconds over `repeats` runs after compilation, temporary bytes
+    from the compiled program's memory analysis).
+  """
+  compiled = jax.jit(fn).lower(*args).compile()
+  temp_bytes = compiled.memory_analysis().temp_size_in_bytes
+  jax.block_until_ready(compiled(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times), temp_bytes
+
+
+def machine_description() -> dict[str, str]:
+  """Where the numbers were measured."""
+  device = jax.devices()[0]
+  return {"backend": jax.default_backend(), "device": device.device_kind,
+          "cpu_count": str(os.cpu_count()), "machine": platform.machine(),
+          "jax": jax.__version__}
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+  """A Markdown table of rows (floats shown with 3 significant digits)."""
+  def cell(value):
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+  lines = ["| " + " | ".join(header) + " |",
+           "|" + "---|" * len(header)]
+  lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+  return "\n".join(lines)
+
+
+def write_results(name: str, results: dict, table: str) -> str:
+  """Writes results/<name>.json and results/<name>.md; returns the json path."""
+  os.makedirs(RESULTS_DIR, exist_ok=True)
+  path = os.path.join(RESULTS_DIR, f"{name}.json")
+  with open(path, "w") as f:
+    json.dump(results, f, indent=2)
+  with open(os.path.join(RESULTS_DIR, f"{name}.md"), "w") as f:
+    f.write(table + "\n")
+  return path

@@ -42,12 +42,13 @@ run_tests() {
 run_benchmarks() {
   local names=("$@")
   if [ ${#names[@]} -eq 0 ]; then
-    names=(topk_op)
+    names=(topk_op model_speed)
   fi
   for name in "${names[@]}"; do
     echo "[run.sh] benchmark $name"
     "$PYTHON" -m "benchmarks.$name"
   done
+  "$PYTHON" -m benchmarks.update_readme
 }
 
 train_default() {

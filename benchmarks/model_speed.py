@@ -16,11 +16,9 @@ images from 512 to 4096 px. Two numbers per model and size:
   python -m benchmarks.model_speed --max_time_size=1024
 
 Prints a table with ratios (whole image / PatchNet) and writes
-benchmarks/results/model_speed.json.
+benchmarks/results/model_speed.{json,md}.
 """
 
-import json
-import os
 import statistics
 import time
 
@@ -31,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from benchmarks import common
 from configs import default
 from ptopk_patch_selection import models
 
@@ -50,8 +49,6 @@ _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 500,
                                     "Perturbed Top-K samples.")
 _BATCH = flags.DEFINE_integer("batch", 2, "Batch size.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed steps per model.")
-_OUTPUT = flags.DEFINE_string("output", "benchmarks/results/model_speed.json",
-                              "Where the JSON results go.")
 
 
 def _model(name, selection, size):
@@ -123,29 +120,34 @@ def main(argv):
       })
       logging.info("%s", rows[-1])
 
-  fmt = lambda v, spec: "-" if v is None else format(v, spec)
-  print(f"feature network {_FEATURE_NETWORK.value}, k={_K.value} patches of "
-        f"{_PATCH_SIZE.value}px, batch {_BATCH.value}, train step (fwd+bwd), "
-        f"{jax.devices()[0].device_kind}")
-  print(f"{'size':>5} {'selection':>10} {'patch s':>8} {'whole s':>8} "
-        f"{'x time':>7} {'patch MB':>9} {'whole MB':>9} {'x mem':>7}")
-  for row in rows:
-    patch, whole = row["patchnet"], row["whole_image"]
-    print(f"{row['size']:>5} {row['selection']:>10} "
-          f"{fmt(patch['time_s'], '8.3f')} {fmt(whole['time_s'], '8.3f')} "
-          f"{fmt(row['time_ratio'], '7.2f')} {patch['temp_mb']:9.1f} "
-          f"{whole['temp_mb']:9.1f} {row['memory_ratio']:7.2f}")
+  header = (f"Train step (fwd+bwd) of PatchNet ({_FEATURE_NETWORK.value}, "
+            f"k={_K.value} patches of {_PATCH_SIZE.value} px) against "
+            f"{_FEATURE_NETWORK.value} on the whole image, batch "
+            f"{_BATCH.value}, {jax.devices()[0].device_kind}; ratios are "
+            "whole / PatchNet.")
+  table = common.markdown_table(
+      ["size", "selection", "PatchNet s", "whole s", "time ratio",
+       "PatchNet MB", "whole MB", "memory ratio"],
+      [[row["size"], row["selection"],
+        _or_dash(row["patchnet"]["time_s"]),
+        _or_dash(row["whole_image"]["time_s"]), _or_dash(row["time_ratio"]),
+        row["patchnet"]["temp_mb"], row["whole_image"]["temp_mb"],
+        row["memory_ratio"]] for row in rows])
   if skipped:
-    print(f"Not timed (memory only): sizes {skipped} > --max_time_size="
-          f"{_MAX_TIME_SIZE.value}.")
-  os.makedirs(os.path.dirname(_OUTPUT.value), exist_ok=True)
-  with open(_OUTPUT.value, "w") as f:
-    json.dump({"flags": {name: flags.FLAGS[name].value for name in (
-        "sizes", "max_time_size", "feature_network", "selections", "k",
-        "patch_size", "downscale", "num_samples", "batch", "repeats")},
-               "device": jax.devices()[0].device_kind, "rows": rows,
-               "not_timed_sizes": skipped}, f, indent=2)
-  print(f"Wrote {_OUTPUT.value}")
+    table += (f"\n\nNot timed (memory only): sizes {skipped} > "
+              f"--max_time_size={_MAX_TIME_SIZE.value}.")
+  print(header + "\n" + table)
+  path = common.write_results("model_speed", {
+      "flags": {name: flags.FLAGS[name].value for name in (
+          "sizes", "max_time_size", "feature_network", "selections", "k",
+          "patch_size", "downscale", "num_samples", "batch", "repeats")},
+      "machine": common.machine_description(), "rows": rows,
+      "not_timed_sizes": skipped}, header + "\n\n" + table)
+  print(f"Wrote {path}")
+
+
+def _or_dash(value):
+  return "-" if value is None else value
 
 
 if __name__ == "__main__":

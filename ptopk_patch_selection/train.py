@@ -22,6 +22,7 @@ optimiser state stay as they were) and is counted; after
 No non-finite value is ever checkpointed.
 """
 
+import json
 import os
 import time
 from typing import Any
@@ -49,6 +50,7 @@ from ptopk_patch_selection import patches
 from ptopk_patch_selection import visualization
 
 DATA_AXIS = "data"
+CONFIG_FILE = "config.json"
 
 
 @flax.struct.dataclass
@@ -347,6 +349,33 @@ def _check_finite(state: TrainState, config: ml_collections.ConfigDict,
         "the data; the last checkpoint holds the last finite state.")
 
 
+def checkpoint_manager(workdir: str) -> ocp.CheckpointManager:
+  """The Orbax manager of workdir/checkpoints (keeps the last two)."""
+  return ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), "checkpoints"),
+      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+
+
+def restore_latest(manager: ocp.CheckpointManager,
+                   state: TrainState) -> TrainState:
+  """The latest checkpoint restored into `state`'s shardings, or `state`."""
+  step = manager.latest_step()
+  if step is None:
+    return state
+  logging.info("Restoring %s at step %d.", manager.directory, step)
+  return manager.restore(step, args=ocp.args.StandardRestore(state))
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run saved in its workdir."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} does not exist: is {workdir} the "
+                            "workdir of a training run?")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict,
                        workdir: str) -> dict[str, float]:
   """Trains `config` in `workdir` (resuming from its checkpoint), evaluates.
@@ -364,15 +393,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   trainer = Trainer(config, pipeline.num_classes, mesh)
   writer = metric_writers.create_default_writer(workdir,
                                                 just_logging=not is_chief)
-  manager = ocp.CheckpointManager(
-      os.path.join(workdir, "checkpoints"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-  state = trainer.create_state()
-  if manager.latest_step() is not None:
-    state = manager.restore(manager.latest_step(),
-                            args=ocp.args.StandardRestore(state))
-    logging.info("Resumed from %s at step %d.", manager.directory,
-                 int(state.step))
+  manager = checkpoint_manager(workdir)
+  state = restore_latest(manager, trainer.create_state())
+  if is_chief:
+    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+      f.write(config.to_json_best_effort(indent=2))
   first_step = int(jax.device_get(state.step))
   if first_step == 0:
     parameter_overview.log_parameter_overview(state.params)

@@ -22,3 +22,16 @@ def tiny_traffic_data_dir(tmp_path_factory) -> str:
   tfds.builder("synthetic_traffic_signs/tiny",
                data_dir=str(path)).download_and_prepare()
   return str(path)
+
+
+@pytest.fixture(scope="module")
+def fast_compile():
+  """Cheap XLA compiles for tiny shapes; restored after the module.
+
+  Opt in with `pytestmark = pytest.mark.usefixtures("fast_compile")`.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  yield
+  jax.config.update("jax_disable_most_optimizations", previous)

@@ -19,13 +19,8 @@ from ptopk_patch_selection.models import selection
 IMAGE = (48, 64)  # downscale 2 -> 24x32 -> a 2x3 grid, d = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def fast_compile():
-  """Cheap XLA compiles for tiny shapes; restored after this module."""
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
+# Cheap XLA compiles for tiny shapes (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def tiny_config(**overrides):

@@ -20,13 +20,8 @@ from ptopk_patch_selection.models import feature_networks
 from ptopk_patch_selection.models import pretrained
 
 
-@pytest.fixture(autouse=True, scope="module")
-def fast_compile():
-  """Cheap XLA compiles for tiny shapes; restored after this module."""
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
+# Cheap XLA compiles for tiny shapes (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def num_params(tree):

@@ -18,6 +18,7 @@ from configs import test as test_config
 from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import metrics_io
 from ptopk_patch_selection import train
+from ptopk_patch_selection import visualize
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -89,6 +90,10 @@ def test_train_and_evaluate_writes_metrics_checkpoint_and_pictures(
   assert "majority-class rate" in summary and "covered-object" in summary
   assert str(tmp_path / "checkpoints" / "6") in summary
   assert str(tmp_path / "pictures" / "selection_000006.png") in summary
+  paths = visualize.write_pictures(str(tmp_path), num_images=2)
+  assert [os.path.basename(p) for p in paths] == ["visualize_0.png",
+                                                  "visualize_1.png"]
+  assert all(os.path.getsize(p) > 0 for p in paths)
 
 
 def test_killed_run_resumes_to_identical_parameters(tiny_traffic_data_dir,

@@ -21,6 +21,7 @@ import time
 from typing import Any, Callable, Iterable, Iterator
 
 from absl import logging
+import numpy as np
 import tensorflow_datasets as tfds
 
 from ptopk_patch_selection.datasets import base
@@ -72,8 +73,27 @@ class SyntheticConfig(tfds.core.BuilderConfig):
 class SyntheticBuilder(base.ProjectBuilder, skip_registration=True):
   """Generates every split of a `SyntheticConfig` with `make_example`."""
 
-  # Set by subclasses to their module-level example function.
+  # Set by subclasses: their module-level example function, and the
+  # ClassLabel keyword arguments (names=... or num_classes=...).
   make_example: Callable[..., dict[str, Any]]
+  label_kwargs: dict[str, Any]
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    """JPEG image, label, and one box, number and is_target per object."""
+    spec = self.builder_config.spec
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "image": tfds.features.Image(
+                shape=(spec.height, spec.width, 3), encoding_format="jpeg"),
+            "label": tfds.features.ClassLabel(**self.label_kwargs),
+            "objects": tfds.features.Sequence({
+                "bbox": tfds.features.BBoxFeature(),
+                "number": tfds.features.Tensor(shape=(), dtype=np.int32),
+                "is_target": tfds.features.Tensor(shape=(), dtype=np.bool_),
+            }),
+        }),
+        supervised_keys=("image", "label"),
+    )
 
   def _split_generators(self, dl_manager):
     del dl_manager  # Nothing to download.

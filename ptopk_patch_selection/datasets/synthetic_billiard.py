@@ -16,7 +16,6 @@ Sequence of {bbox (normalised ball box), number, is_target (leftmost or
 rightmost ball)}.
 """
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from ptopk_patch_selection.datasets import billiard_scene
@@ -45,21 +44,5 @@ class SyntheticBilliard(generation.SyntheticBuilder):
               billiard_scene.TableSpec(128, 128, ball_radius=(8, 10)),
               18, 9, 9, 4),
   ]
+  label_kwargs = dict(num_classes=billiard_scene.NUM_CLASSES)
   make_example = staticmethod(billiard_scene.make_example)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    spec = self.builder_config.spec
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(
-                shape=(spec.height, spec.width, 3), encoding_format="jpeg"),
-            "label": tfds.features.ClassLabel(
-                num_classes=billiard_scene.NUM_CLASSES),
-            "objects": tfds.features.Sequence({
-                "bbox": tfds.features.BBoxFeature(),
-                "number": tfds.features.Tensor(shape=(), dtype=np.int32),
-                "is_target": tfds.features.Tensor(shape=(), dtype=np.bool_),
-            }),
-        }),
-        supervised_keys=("image", "label"),
-    )

@@ -19,7 +19,6 @@ Build: python -m ptopk_patch_selection.datasets.build \
   --dataset=synthetic_traffic_signs/small
 """
 
-import numpy as np
 import tensorflow_datasets as tfds
 
 from ptopk_patch_selection.datasets import generation
@@ -48,21 +47,5 @@ class SyntheticTrafficSigns(generation.SyntheticBuilder):
                                       margin=4),
               16, 8, scorer_downscale=4),
   ]
+  label_kwargs = dict(names=traffic_scene.CLASS_NAMES)
   make_example = staticmethod(traffic_scene.make_example)
-
-  def _info(self) -> tfds.core.DatasetInfo:
-    spec = self.builder_config.spec
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "image": tfds.features.Image(
-                shape=(spec.height, spec.width, 3), encoding_format="jpeg"),
-            "label": tfds.features.ClassLabel(
-                names=traffic_scene.CLASS_NAMES),
-            "objects": tfds.features.Sequence({
-                "bbox": tfds.features.BBoxFeature(),
-                "number": tfds.features.Tensor(shape=(), dtype=np.int32),
-                "is_target": tfds.features.Tensor(shape=(), dtype=np.bool_),
-            }),
-        }),
-        supervised_keys=("image", "label"),
-    )

@@ -1,0 +1,42 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""Tests of the benchmark helpers (not of timings: those are never asserted)."""
+
+import jax
+import numpy as np
+
+from benchmarks import common
+from benchmarks import released_baselines
+from benchmarks import update_readme
+from ptopk_patch_selection import patches
+from ptopk_patch_selection import perturbed_topk as ptopk
+
+
+def test_update_readme_replaces_only_marked_blocks(tmp_path):
+  (tmp_path / "topk_op.md").write_text("| new |\n")
+  text = ("intro\n<!-- results:topk_op -->\nold\n<!-- /results:topk_op -->\n"
+          "<!-- results:missing -->\nkept\n<!-- /results:missing -->\n")
+  updated = update_readme.update(text, str(tmp_path))
+  assert "| new |" in updated and "old" not in updated
+  assert "kept" in updated and updated.startswith("intro\n")
+
+
+def test_markdown_table_formats_floats():
+  table = common.markdown_table(["a", "b"], [["x", 1.23456]])
+  assert table.splitlines() == ["| a | b |", "|---|---|", "| x | 1.23 |"]
+
+
+def test_released_baselines_compute_the_same_forward():
+  """The baseline differs from ours in its gradient, not its forward value."""
+  scores = jax.random.normal(jax.random.key(0), (2, 12))
+  ours = ptopk.perturbed_topk(scores, jax.random.key(1), k=3,
+                              num_samples=50, sigma=0.0)
+  released = released_baselines.released_perturbed_topk(
+      scores, jax.random.key(1), k=3, num_samples=50, sigma=0.0)
+  np.testing.assert_array_equal(ours, released)
+  grid = patches.PatchGrid((20, 24), (2, 3), 9)
+  images = jax.random.normal(jax.random.key(2), (2, 20, 24, 3))
+  weights = jax.random.uniform(jax.random.key(3), (2, 3, 6))
+  np.testing.assert_allclose(
+      released_baselines.released_extract_patches_scan(images, weights, grid),
+      patches.extract_patches_matmul(images, weights, grid), atol=1e-5)

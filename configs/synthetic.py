@@ -38,7 +38,6 @@ def get_config():
   config.model.feature_network = "ats_traffic"
   config.model.aggregator = "mean"
   config.model.perturbed.num_samples = 100
-  config.model.perturbed.variance_reduction = "conditional"
   config.sigma = 0.5
   config.sigma_end = 0.0
   config.entropy_regularizer = 0.01

@@ -7,7 +7,9 @@ Paper setting: 960x1280 images, scorer on the image downscaled 3x (39x52 =
 mean pooling, AdamW lr 1e-4 with decoupled weight decay 1e-4, batch 32, 70k
 steps, gradient clipping 0.1, sigma 0.05 decaying linearly to 0, 500 samples,
 entropy regulariser 0.01, hard Top-K at evaluation. Train = set1 (747),
-test = set2 (684).
+test = set2 (684). The gradient is the exact perturbed-optimizer gradient,
+estimated with the conditional estimator (configs/default.py); the released
+code used the biased diagonal form (variant `diagonal`).
 
 Data: download the Swedish Traffic Signs files into data/downloads/
 traffic_signs/ (see data/README.md), then

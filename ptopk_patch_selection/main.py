@@ -16,7 +16,11 @@ import os
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
+import tensorflow as tf
+
+from ptopk_patch_selection import train
 
 _WORKDIR = flags.DEFINE_string("workdir", None,
                                "Directory for checkpoints, metrics, pictures.")
@@ -33,27 +37,32 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def _initialize_distributed() -> None:
-  import jax  # pylint: disable=g-import-not-at-top
   if _COORDINATOR.value:
     # CPU devices of different processes talk through gloo (no effect on
     # accelerators). Nothing may touch the backend before initialize().
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value,
                                _PROCESS_ID.value)
-  elif any(name in os.environ for name in (
-      "TPU_WORKER_HOSTNAMES", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE")):
-    jax.distributed.initialize()
+  elif _cluster_size() > 1:
+    jax.distributed.initialize()  # reads the cluster's environment
+
+
+def _cluster_size() -> int:
+  """Processes of a TPU pod slice, SLURM or Open MPI job (1 if none)."""
+  hosts = os.environ.get("TPU_WORKER_HOSTNAMES", "")
+  sizes = [len(hosts.split(",")) if hosts else 1]
+  for name in ("SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE"):
+    if os.environ.get(name, "").isdigit():
+      sizes.append(int(os.environ[name]))
+  return max(sizes)
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   # TensorFlow only reads data; keep it off the accelerators.
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], "GPU")
   _initialize_distributed()
-  import jax  # pylint: disable=g-import-not-at-top
-  from ptopk_patch_selection import train  # pylint: disable=g-import-not-at-top
   logging.info("JAX process %d of %d; %d local of %d devices: %s",
                jax.process_index(), jax.process_count(),
                jax.local_device_count(), jax.device_count(), jax.devices())

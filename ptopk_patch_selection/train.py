@@ -387,10 +387,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   workdir = os.path.abspath(workdir)
   is_chief = jax.process_index() == 0
   mesh = Mesh(np.array(jax.devices()), (DATA_AXIS,))
+  # The model validates its fields before any data is read.
+  trainer = Trainer(config, config.dataset.num_classes, mesh)
   pipeline = input_pipeline.create_datasets(
       config, process_index=jax.process_index(),
       process_count=jax.process_count())
-  trainer = Trainer(config, pipeline.num_classes, mesh)
   writer = metric_writers.create_default_writer(workdir,
                                                 just_logging=not is_chief)
   manager = checkpoint_manager(workdir)

@@ -40,3 +40,23 @@ def test_released_baselines_compute_the_same_forward():
   np.testing.assert_allclose(
       released_baselines.released_extract_patches_scan(images, weights, grid),
       patches.extract_patches_matmul(images, weights, grid), atol=1e-5)
+
+
+def test_learning_variants_override_the_default():
+  from benchmarks import learning  # pylint: disable=g-import-not-at-top
+  config = learning.variant_config("zero_padding", seed=3, num_train_steps=10)
+  assert (config.seed, config.num_train_steps) == (3, 10)
+  assert config.model.patch_padding == "constant"
+  assert config.model.scorer_padding == "valid"
+  assert learning.variant_config("default", 0).model.patch_padding == "edge"
+  for name in learning.VARIANTS:  # every override names a real field
+    learning.variant_config(name, 0)
+
+
+def test_learning_summary_averages_over_seeds():
+  from benchmarks import learning  # pylint: disable=g-import-not-at-top
+  runs = [dict(variant="a", accuracy=accuracy, coverage=0.5,
+               seconds_per_step=1.0) for accuracy in (0.6, 0.8)]
+  _, rows = learning.summarize(runs)
+  assert rows[0][:2] == ["a", 2]
+  np.testing.assert_allclose(rows[0][2:4], [0.7, 0.2])

@@ -1,0 +1,157 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""How fast each variant learns the embedded default task.
+
+Trains configs/synthetic.py and its variants (same budget, same seeds) on
+synthetic_traffic_signs/small and reports, per variant, the final test
+accuracy (mean and spread over seeds), the covered-sign fraction, the time
+per step, and the accuracy at each evaluation against wall-clock minutes.
+
+  python -m benchmarks.learning [--variants=default,random] [--seeds=0,1,2]
+                                [--num_train_steps=500]
+
+Variants: default; diagonal (the released gradient); plain_estimator
+(variance_reduction="none"); soft_patches (train_patches="soft");
+small_sigma (sigma 0.05 -> 0, the paper's); zero_padding; sinkhorn;
+random (random patches); downscaled_cnn (the feature network on the image
+downscaled 8x); perturbed_eval (perturbed instead of hard Top-K at
+evaluation). Each run takes minutes on a CPU: the full table (10 variants x
+3 seeds) is a long run; use an accelerator or a subset.
+
+Writes benchmarks/results/learning.{json,md} and learning.png (accuracy over
+time).
+"""
+
+import os
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ptopk_patch_selection import metrics_io  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ptopk_patch_selection import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+# Overrides of configs/synthetic.py, as (dotted field, value) pairs.
+VARIANTS = {
+    "default": (),
+    "diagonal": (("model.perturbed.gradient", "diagonal"),),
+    "plain_estimator": (("model.perturbed.variance_reduction", "none"),),
+    "soft_patches": (("model.train_patches", "soft"),),
+    "small_sigma": (("sigma", 0.05),),
+    "zero_padding": (("model.scorer_padding", "valid"),
+                     ("model.patch_padding", "constant")),
+    "sinkhorn": (("model.selection", "sinkhorn"),
+                 ("model.sinkhorn.epsilon", 1e-2),
+                 ("model.sinkhorn.num_iterations", 200)),
+    "random": (("model.selection", "random"),),
+    "downscaled_cnn": (("model.name", "whole_image"),
+                       ("model.whole_image_downscale", 8)),
+    "perturbed_eval": (("model.selection_eval", "perturbed"),),
+}
+
+_VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Variants to run.")
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds per variant.")
+_NUM_TRAIN_STEPS = flags.DEFINE_integer("num_train_steps", None,
+                                        "Override the default's budget.")
+_DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Built datasets.")
+_WORKDIR = flags.DEFINE_string("workdir", None,
+                               "Where runs go (default: a temp dir).")
+
+
+def variant_config(name: str, seed: int, num_train_steps: int | None = None):
+  """configs/synthetic.py with the variant's overrides and the seed."""
+  if name not in VARIANTS:
+    raise ValueError(f"Unknown variant {name!r}; expected one of "
+                     f"{sorted(VARIANTS)}.")
+  config = synthetic.get_config()
+  config.seed = seed
+  if num_train_steps:
+    config.num_train_steps = num_train_steps
+    config.eval_every_steps = max(num_train_steps // 5, 1)
+    config.checkpoint_every_steps = num_train_steps
+  for field, value in VARIANTS[name]:
+    *parents, last = field.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[last] = value
+  return config
+
+
+def run(name: str, seed: int, workdir: str, data_dir: str,
+        num_train_steps: int | None = None) -> dict:
+  """Trains one variant and seed; its final metrics and accuracy curve."""
+  config = variant_config(name, seed, num_train_steps)
+  config.dataset.data_dir = data_dir
+  start = time.time()
+  results = train.train_and_evaluate(config, workdir)
+  seconds = time.time() - start
+  frame = metrics_io.read_metrics(workdir)
+  accuracy = frame[(frame.split == "eval") & (frame.name == "accuracy")]
+  seconds_per_step = seconds / config.num_train_steps
+  return dict(variant=name, seed=seed, accuracy=results["accuracy"],
+              coverage=results.get("coverage", float("nan")),
+              majority_rate=results["majority_rate"],
+              seconds_per_step=seconds_per_step,
+              curve_minutes=[s * seconds_per_step / 60 for s in accuracy.step],
+              curve_accuracy=list(accuracy.value))
+
+
+def summarize(runs: list[dict]) -> tuple[str, list[list]]:
+  """Markdown table rows: one per variant, mean and spread over seeds."""
+  rows = []
+  for name in dict.fromkeys(r["variant"] for r in runs):
+    mine = [r for r in runs if r["variant"] == name]
+    accuracy = np.array([r["accuracy"] for r in mine])
+    rows.append([name, len(mine), float(accuracy.mean()),
+                 float(accuracy.max() - accuracy.min()),
+                 float(np.nanmean([r["coverage"] for r in mine])),
+                 float(np.mean([r["seconds_per_step"] for r in mine]))])
+  table = common.markdown_table(
+      ["variant", "seeds", "accuracy", "spread (max-min)", "covered sign",
+       "s / step"], rows)
+  return table, rows
+
+
+def plot_curves(runs: list[dict], path: str) -> None:
+  figure, axis = plt.subplots(figsize=(7, 4))
+  for name in dict.fromkeys(r["variant"] for r in runs):
+    for i, r in enumerate(r for r in runs if r["variant"] == name):
+      axis.plot(r["curve_minutes"], r["curve_accuracy"], marker=".",
+                color=f"C{list(VARIANTS).index(name) % 10}",
+                label=name if i == 0 else None)
+  axis.set_xlabel("minutes of training")
+  axis.set_ylabel("test accuracy")
+  axis.legend(fontsize=7)
+  figure.tight_layout()
+  figure.savefig(path)
+  plt.close(figure)
+
+
+def main(argv):
+  del argv
+  root = _WORKDIR.value or tempfile.mkdtemp(prefix="learning_")
+  runs = []
+  for name in _VARIANTS.value:
+    for seed in map(int, _SEEDS.value):
+      print(f"[learning] {name}, seed {seed}", flush=True)
+      runs.append(run(name, seed, os.path.join(root, f"{name}_{seed}"),
+                      _DATA_DIR.value, _NUM_TRAIN_STEPS.value))
+  table, _ = summarize(runs)
+  print(table)
+  plot_curves(runs, os.path.join(common.RESULTS_DIR, "learning.png"))
+  print("wrote", common.write_results(
+      "learning", {"machine": common.machine_description(), "runs": runs},
+      table + "\n\n![accuracy over time](benchmarks/results/learning.png)"))
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -11,8 +11,10 @@ Two defaults differ from `tfds.core.GeneratorBasedBuilder`:
 """
 
 import inspect
+import io
 
 from etils import epath
+from PIL import Image
 import tensorflow_datasets as tfds
 
 FILE_FORMAT = "array_record"
@@ -30,3 +32,13 @@ class ProjectBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   @classmethod
   def code_path(cls) -> epath.Path:
     return epath.Path(inspect.getfile(cls))
+
+
+def open_image(data: bytes, name: str) -> Image.Image:
+  """Decodes image bytes; a corrupt image raises ValueError naming `name`."""
+  try:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+  except (OSError, SyntaxError) as e:
+    raise ValueError(f"Corrupt image {name}: {e}") from e
+  return image

@@ -19,7 +19,6 @@ import pathlib
 import shutil
 import tarfile
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
 from ptopk_patch_selection.datasets import base
@@ -49,11 +48,7 @@ def find_split_dirs(root: pathlib.Path) -> dict[str, pathlib.Path]:
 
 def rgb_png(data: bytes, name: str) -> bytes:
   """`data` if it is an RGB PNG, else re-encoded as one; errors name `name`."""
-  try:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-  except (OSError, SyntaxError) as e:
-    raise ValueError(f"Corrupt image {name}: {e}") from e
+  image = base.open_image(data, name)
   if image.format == "PNG" and image.mode == "RGB":
     return data
   buf = io.BytesIO()

@@ -167,12 +167,4 @@ def make_example(spec: TableSpec, seed: int, split_index: int,
   label = index % NUM_CLASSES
   rng = drawing.example_rng(seed, split_index, index)
   image, balls = render_table(spec, label, rng)
-  return {
-      "image": drawing.encode_jpeg(image),
-      "label": label,
-      "objects": {
-          "bbox": np.array([b["bbox"] for b in balls], np.float32),
-          "number": np.array([b["number"] for b in balls], np.int32),
-          "is_target": np.array([b["is_target"] for b in balls], bool),
-      },
-  }
+  return drawing.example(image, label, balls)

@@ -102,3 +102,20 @@ def random_color(rng: np.random.Generator, low: int = 0,
                  high: int = 256) -> tuple[int, int, int]:
   """A uniformly random RGB colour with channels in [low, high)."""
   return tuple(int(c) for c in rng.integers(low, high, 3))
+
+
+def example(image: Image.Image, label: int, objects: list[dict]) -> dict:
+  """A generated TFDS example: JPEG bytes, label, per-object box/number/target.
+
+  Each object is a dict with "bbox" (normalised ymin, xmin, ymax, xmax),
+  "number" and "is_target".
+  """
+  return {
+      "image": encode_jpeg(image),
+      "label": label,
+      "objects": {
+          "bbox": np.array([o["bbox"] for o in objects], np.float32),
+          "number": np.array([o["number"] for o in objects], np.int32),
+          "is_target": np.array([o["is_target"] for o in objects], bool),
+      },
+  }

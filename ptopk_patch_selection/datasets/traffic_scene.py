@@ -255,12 +255,4 @@ def make_example(spec: SceneSpec, seed: int, split_index: int,
   label = index % len(CLASS_NAMES)
   image, objects = render_scene(spec, label,
                                 drawing.example_rng(seed, split_index, index))
-  return {
-      "image": drawing.encode_jpeg(image),
-      "label": label,
-      "objects": {
-          "bbox": np.array([o["bbox"] for o in objects], np.float32),
-          "number": np.array([o["number"] for o in objects], np.int32),
-          "is_target": np.array([o["is_target"] for o in objects], bool),
-      },
-  }
+  return drawing.example(image, label, objects)

@@ -23,12 +23,10 @@ MISC_SIGNS marks unannotated signs that may be speed limits.
 """
 
 import dataclasses
-import io
 import os
 import pathlib
 import zipfile
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
 from ptopk_patch_selection.datasets import base
@@ -136,11 +134,7 @@ def _image_reader(set_dir: pathlib.Path, archive: str):
 
 def check_image(data: bytes, name: str) -> None:
   """Raises ValueError naming `name` unless `data` is a 960x1280 RGB JPEG."""
-  try:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-  except (OSError, SyntaxError) as e:
-    raise ValueError(f"Corrupt image {name}: {e}") from e
+  image = base.open_image(data, name)
   shape = np.asarray(image).shape
   if image.format != "JPEG" or shape != IMAGE_SHAPE:
     raise ValueError(f"Image {name} is a {image.format} of shape {shape}; "

@@ -33,7 +33,6 @@ def get_config(variant: str = ""):
                      f"{VARIANTS}.")
   config = default.get_config()
   config.dataset.name = "billiard/max-left-right"
-  config.dataset.manual_dir = "data/downloads/billiard"
   config.dataset.image_size = (1000, 1000)
   config.dataset.num_classes = 9
   config.dataset.augmentation = "billiard"

@@ -27,7 +27,6 @@ from configs import default
 def get_config():
   config = default.get_config()
   config.dataset.name = "caltech_birds2011"
-  config.dataset.manual_dir = "data/downloads/caltech_birds2011"
   config.dataset.image_size = (448, 448)
   config.dataset.num_classes = 200
   config.dataset.augmentation = "cub"

@@ -29,5 +29,4 @@ def get_config(variant: str = ""):
   config = billiard.get_config(variant)
   config.dataset.name = "synthetic_billiard/paper"
   config.dataset.eval_split = "test"
-  config.dataset.manual_dir = "data/downloads"
   return config

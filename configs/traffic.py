@@ -36,7 +36,6 @@ def get_config(variant: str = ""):
                      f"{VARIANTS}.")
   config = default.get_config()
   config.dataset.name = "traffic_signs/ats"
-  config.dataset.manual_dir = "data/downloads/traffic_signs"
   config.dataset.image_size = (960, 1280)
   config.dataset.num_classes = 4
   config.dataset.augmentation = "traffic"

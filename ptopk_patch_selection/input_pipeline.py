@@ -48,6 +48,7 @@ decoding and augmenting run in `config.dataset.num_threads` threads
 """
 
 import dataclasses
+import os
 from typing import Any, Iterator
 
 import grain
@@ -72,6 +73,9 @@ def _open_split(name: str, split: str, data_dir: str, manual_dir: str):
   builder = tfds.builder(name, data_dir=data_dir)
   if not builder.is_prepared():
     instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
+    if instructions:  # name the folder the build command will read
+      instructions = instructions.replace(
+          "<manual_dir>", os.path.join(manual_dir, builder.name))
     raise FileNotFoundError(
         f"Dataset {name!r} is not built in {data_dir}. Build it with:\n  " +
         _BUILD_COMMAND.format(name=name, data_dir=data_dir,

@@ -2,7 +2,6 @@
 # Licensed under the Apache License, Version 2.0.
 """Tests of the perturbed Top-K operator: values, gradients, memory, devices."""
 
-import functools
 
 import jax
 import jax.numpy as jnp

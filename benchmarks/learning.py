@@ -62,7 +62,7 @@ _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds per variant.")
 _NUM_TRAIN_STEPS = flags.DEFINE_integer("num_train_steps", None,
                                         "Override the default's budget.")
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Built datasets.")
-_WORKDIR = flags.DEFINE_string("workdir", None,
+_RUNS_DIR = flags.DEFINE_string("runs_dir", None,
                                "Where runs go (default: a temp dir).")
 
 
@@ -138,7 +138,7 @@ def plot_curves(runs: list[dict], path: str) -> None:
 
 def main(argv):
   del argv
-  root = _WORKDIR.value or tempfile.mkdtemp(prefix="learning_")
+  root = _RUNS_DIR.value or tempfile.mkdtemp(prefix="learning_")
   runs = []
   for name in _VARIANTS.value:
     for seed in map(int, _SEEDS.value):

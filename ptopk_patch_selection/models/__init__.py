@@ -109,6 +109,16 @@ def _topk(config: ml_collections.ConfigDict, k: int,
       sinkhorn_iterations=config.sinkhorn.num_iterations)
 
 
+def _selection_fields(config: ml_collections.ConfigDict,
+                      num_patches: int) -> dict[str, Any]:
+  """The selection fields PatchNet and NTS-Net share, validated."""
+  return dict(topk=_topk(config, config.k, num_patches),
+              selection=config.selection,
+              selection_eval=config.selection_eval,
+              normalization=config.normalization,
+              normalization_epsilon=config.normalization_epsilon)
+
+
 def _patchnet(config, num_classes, image_size) -> PatchNet:
   """PatchNet from config.model, validated."""
   h, w = image_size
@@ -121,7 +131,7 @@ def _patchnet(config, num_classes, image_size) -> PatchNet:
   _check(1 <= config.patch_size <= min(h, w),
          f"model.patch_size={config.patch_size} must be between 1 and the "
          f"image's smaller side ({h}x{w}).")
-  topk = _topk(config, config.k, grid[0] * grid[1])
+  selection_fields = _selection_fields(config, grid[0] * grid[1])
   for field in ("hard_topk_probability", "random_patch_probability"):
     _check(0.0 <= config[field] <= 1.0,
            f"model.{field}={config[field]} must be in [0, 1].")
@@ -145,10 +155,7 @@ def _patchnet(config, num_classes, image_size) -> PatchNet:
           num_heads=transformer.num_heads,
           hidden_size=transformer.hidden_size, dropout=transformer.dropout,
           pooling=transformer.pooling),
-      topk=topk, selection=config.selection,
-      selection_eval=config.selection_eval,
-      normalization=config.normalization,
-      normalization_epsilon=config.normalization_epsilon,
+      **selection_fields,
       patch_padding=_choice(config, "patch_padding",
                             patches_lib.PADDING_MODES),
       soft_extractor=_choice(config, "soft_extractor",
@@ -162,17 +169,13 @@ def _patchnet(config, num_classes, image_size) -> PatchNet:
 def _ntsnet(config, num_classes, image_size) -> NTSNet:
   """NTS-Net from config.model, validated."""
   _choice(config, "feature_network", feature_networks.STRIDE_32_NETWORKS)
-  topk = _topk(config, config.k, ntsnet.num_anchors(image_size))
   nts = config.ntsnet
   _check(nts.part_size >= 1,
          f"model.ntsnet.part_size={nts.part_size} must be >= 1.")
   return NTSNet(
       num_classes=num_classes, k=config.k,
       backbone=feature_networks.feature_network(config.feature_network),
-      topk=topk, selection=config.selection,
-      selection_eval=config.selection_eval,
-      normalization=config.normalization,
-      normalization_epsilon=config.normalization_epsilon,
+      **_selection_fields(config, ntsnet.num_anchors(image_size)),
       communication=_choice(config, "ntsnet.communication",
                             ntsnet.COMMUNICATIONS),
       part_size=nts.part_size, dropout=nts.dropout,

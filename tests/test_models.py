@@ -5,6 +5,7 @@
 import re
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,6 +70,24 @@ def test_scorer_output_matches_grid_size(padding):
   variables = jax.eval_shape(lambda x: scorer.init(jax.random.key(0), x), x)
   scores = jax.eval_shape(scorer.apply, variables, x)
   assert scores.shape == (1, 39, 52)
+
+
+def test_scorer_valid_padding_is_a_plain_unpadded_cnn():
+  """The cropped padded convolutions equal VALID ones with the same kernels."""
+  x = images(2, (40, 56))
+  scorer = models.Scorer(padding="valid")
+  variables = scorer.init(jax.random.key(0), x)
+  expected = x
+  for i in range(4):
+    conv = variables["params"][f"Conv_{i}"]
+    expected = jax.lax.conv_general_dilated(
+        expected, conv["kernel"], (1, 1), "VALID",
+        dimension_numbers=("NHWC", "HWIO", "NHWC")) + conv["bias"]
+    if i < 3:
+      expected = jax.nn.relu(expected)
+  expected = nn.max_pool(expected, (8, 8), strides=(8, 8))[..., 0]
+  np.testing.assert_allclose(scorer.apply(variables, x), expected,
+                             rtol=1e-5, atol=1e-6)
 
 
 def test_scorer_edge_padding_same_params_different_scores():

@@ -23,6 +23,18 @@ _CHANNELS = (8, 16, 32, 1)
 _POOL = 8
 
 
+def _unpadded_conv(channels: int, x: jax.Array) -> jax.Array:
+  """A 3x3 "VALID" convolution, (b, h, w, c) -> (b, h - 2, w - 2, channels).
+
+  Computed as a zero-padded convolution whose border ring is cropped: XLA:CPU
+  runs padded convolutions 5-20x faster than unpadded ones at these sizes
+  (16 -> 32 channels on 64x64: 7 ms vs 32 ms forward). Same parameters and
+  outputs as `nn.Conv(channels, (3, 3), padding="VALID")`.
+  """
+  y = nn.Conv(channels, (3, 3), padding=((1, 1), (1, 1)))(x)
+  return y[:, 1:-1, 1:-1]
+
+
 class SqueezeExcite(nn.Module):
   """Squeeze-and-excitation (Hu et al. 2018) over all middle axes.
 
@@ -74,7 +86,7 @@ class Scorer(nn.Module):
     for layer, channels in enumerate(_CHANNELS):
       if self.padding == "edge":
         x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")
-      x = nn.Conv(channels, (3, 3), padding="VALID")(x)
+      x = _unpadded_conv(channels, x)
       if layer < len(_CHANNELS) - 1:
         x = nn.relu(x)
       if self.use_se and layer in (1, 2):

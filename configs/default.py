@@ -60,6 +60,9 @@ def get_config() -> ml_collections.ConfigDict:
   # unbiased like "none", with far less noise when d is large (README).
   config.model.perturbed.variance_reduction = "conditional"
   config.model.perturbed.chunk_size = 16
+  # Selections per example whose losses give the scorer's gradient with
+  # model.train_patches="score_function".
+  config.model.perturbed.loss_samples = 4
   config.model.sinkhorn = ml_collections.ConfigDict()
   config.model.sinkhorn.epsilon = 1e-4
   config.model.sinkhorn.num_iterations = 2000
@@ -75,8 +78,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.transformer.hidden_size = 256
   config.model.transformer.dropout = 0.1
   config.model.transformer.pooling = "sum"  # "sum", "mean", "max", "cls"
-  # Training patches of a perturbed selection: "soft" (blends, the paper) or
-  # "sampled" (one sample's clean patches, straight-through gradient).
+  # Training patches of a perturbed selection: "soft" (blends, the paper),
+  # "sampled" (one sample's clean patches, straight-through gradient) or
+  # "score_function" (perturbed.loss_samples samples' clean patches; the
+  # scorer learns from their losses, see perturbed_topk.py).
   config.model.train_patches = "soft"
   config.model.hard_topk_probability = 0.0
   config.model.random_patch_probability = 0.0

@@ -331,3 +331,50 @@ def perturbed_topk(scores: jax.Array,
                   variance_reduction=variance_reduction)
   sigma = jax.lax.stop_gradient(jnp.asarray(sigma, jnp.float32))
   return _perturbed_topk(opts, scores, sigma, key)
+
+
+def expected_loss_surrogate(scores: jax.Array, noise: jax.Array,
+                            losses: jax.Array, sigma: float | jax.Array,
+                            noise_kind: str = "normal") -> jax.Array:
+  """A zero-valued scalar whose gradient in `scores` is that of E[loss].
+
+  For m >= 2 perturbed selections per example, Y(theta + sigma Z_j), whose
+  downstream losses L_j were computed on their hard patches, the gradient of
+  the expected loss E_Z[L(Y(theta + sigma Z))] is estimated without
+  differentiating through the downstream network (Berthet et al. 2020,
+  Prop. 3.1, applied to the loss instead of the indicators):
+
+    g = 1 / (m sigma) sum_j (L_j - mean_{l != j} L_l) nu'(Z_j)      (d,)
+
+  The leave-one-out baseline keeps g unbiased and removes the loss's scale.
+  This sees the effect of including a patch on the loss itself, where the
+  straight-through and soft-patch gradients only see a first-order expansion
+  in pixel space around the patches in use.
+
+  Args:
+    scores: (b, d) normalised scores theta (the gradient flows into them).
+    noise: (b, m, d) the Z_j that made the m selections of each example.
+    losses: (b, m) their per-example losses (no gradient flows through them).
+    sigma: the noise scale used; sigma = 0 gives a zero gradient.
+    noise_kind: "normal" or "gumbel", the distribution of `noise`.
+
+  Returns:
+    mean_b <theta_b, g_b> minus its own value: add it to the loss.
+  """
+  if noise.ndim != 3 or losses.shape != noise.shape[:2] or (
+      scores.shape != (noise.shape[0], noise.shape[2])):
+    raise ValueError(f"Expected scores (b, d), noise (b, m, d) and losses "
+                     f"(b, m); got {scores.shape}, {noise.shape}, "
+                     f"{losses.shape}.")
+  m = losses.shape[1]
+  if m < 2:
+    raise ValueError(f"The leave-one-out baseline needs m >= 2 selections "
+                     f"per example, got {m}.")
+  losses = jax.lax.stop_gradient(losses.astype(jnp.float32))
+  advantages = (losses - losses.mean(1, keepdims=True)) * (m / (m - 1))
+  sigma = jnp.asarray(sigma, jnp.float32)
+  scale = jnp.where(sigma > 0, 1.0 / jnp.where(sigma > 0, sigma, 1.0), 0.0)
+  gradient = jnp.einsum("bm,bmd->bd", advantages,
+                        _score_function(noise, noise_kind)) * scale / m
+  surrogate = (scores * jax.lax.stop_gradient(gradient)).sum(-1).mean()
+  return surrogate - jax.lax.stop_gradient(surrogate)

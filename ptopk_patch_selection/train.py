@@ -47,6 +47,7 @@ from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import models
 from ptopk_patch_selection import optimizers
 from ptopk_patch_selection import patches
+from ptopk_patch_selection import perturbed_topk
 from ptopk_patch_selection import visualization
 
 DATA_AXIS = "data"
@@ -200,13 +201,23 @@ class Trainer:
         {"params": params, "batch_stats": batch_stats}, batch["image"],
         train=True, sigma=sigma, rngs=rngs, mutable=["batch_stats"])
     labels = batch["label"]
+    selection_loss = 0.0
     if self.config.model.name == "ntsnet":
       cross_entropy = models.ntsnet_losses(logits, aux, labels)["loss"]
+    elif "selection_noise" in aux:  # logits (b, m, classes): m selections
+      labels = jnp.broadcast_to(labels[:, None], logits.shape[:2])
+      losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+      cross_entropy = losses.mean()
+      scores = aux["normalized_scores"]
+      selection_loss = perturbed_topk.expected_loss_surrogate(
+          scores.reshape(scores.shape[0], -1), aux["selection_noise"],
+          losses, sigma, self.config.model.perturbed.noise)
     else:
       cross_entropy = optax.softmax_cross_entropy_with_integer_labels(
           logits, labels).mean()
     # The regulariser maximises the entropy of softmax(raw scores).
-    loss = cross_entropy - self.config.entropy_regularizer * aux["entropy"]
+    loss = (cross_entropy + selection_loss -
+            self.config.entropy_regularizer * aux["entropy"])
     outputs = dict(cross_entropy=cross_entropy, entropy=aux["entropy"],
                    accuracy=(logits.argmax(-1) == labels).mean())
     return loss, (outputs, updates.get("batch_stats", {}))

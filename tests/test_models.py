@@ -14,6 +14,7 @@ import pytest
 from configs import default
 from ptopk_patch_selection import models
 from ptopk_patch_selection import patches as patches_lib
+from ptopk_patch_selection import perturbed_topk as ptopk
 from ptopk_patch_selection.models import patchnet
 from ptopk_patch_selection.models import selection
 
@@ -112,9 +113,12 @@ def test_scorer_edge_padding_same_params_different_scores():
     ("name", "vit", "model.name='vit'"),
     ("downscale", 4, "model.downscale=4"),
     ("transformer.num_heads", 3, "model.transformer.num_heads=3"),
+    ("train_patches", "blend", "model.train_patches='blend'"),
+    ("perturbed.loss_samples", 1, "model.perturbed.loss_samples=1"),
 ])
 def test_create_model_rejects_invalid_fields(field, value, message):
-  config = tiny_config(**{"aggregator": "transformer", field: value})
+  config = tiny_config(**{"aggregator": "transformer",
+                          "train_patches": "score_function", field: value})
   with pytest.raises(ValueError, match=re.escape(message)):
     models.create_model(config, num_classes=4, image_size=IMAGE)
 
@@ -361,3 +365,50 @@ def test_sampled_training_patches_are_clean_with_a_scorer_gradient():
   gradient = jax.tree.leaves(_scorer_gradient("perturbed",
                                               train_patches="sampled"))
   assert sum(float(jnp.abs(leaf).sum()) for leaf in gradient) > 0
+
+
+def test_score_function_training_uses_several_clean_selections():
+  """train_patches="score_function": m hard selections per example."""
+  model = models.create_model(
+      tiny_config(selection="perturbed", train_patches="score_function",
+                  **{"perturbed.loss_samples": 3}),
+      num_classes=4, image_size=IMAGE)
+  x = images()
+  variables = init(model, x)
+  labels = jnp.array([0, 3])
+
+  def apply(params):
+    return model.apply({**variables, "params": params}, x, train=True,
+                       sigma=0.5, rngs=rngs(1), mutable=["batch_stats"])[0]
+
+  logits, aux = apply(variables["params"])
+  assert logits.shape == (2, 3, 4)
+  assert aux["indices"].shape == (2, 3, 2)
+  assert aux["selection_noise"].shape == (2, 3, 6)
+  grid = patches_lib.PatchGrid(IMAGE, (2, 3), 12)
+  np.testing.assert_allclose(
+      aux["patches"][:, 1], patches_lib.extract_patches_from_indices(
+          x, aux["indices"][:, 1], grid), atol=1e-6)
+  expected = ptopk.topk_indices(
+      aux["normalized_scores"].reshape(2, 1, 6) + 0.5 * aux["selection_noise"],
+      2)
+  np.testing.assert_array_equal(aux["indices"], expected)
+  eval_logits, _ = model.apply(variables, x, train=False)
+  assert eval_logits.shape == (2, 4)
+
+  def scorer_gradient(with_surrogate):
+    def loss(params):
+      logits, aux = apply(params)
+      losses = -jax.nn.log_softmax(logits)[
+          jnp.arange(2)[:, None], jnp.arange(3), labels[:, None]]
+      surrogate = ptopk.expected_loss_surrogate(
+          aux["normalized_scores"].reshape(2, -1), aux["selection_noise"],
+          losses, 0.5)
+      return losses.mean() + (surrogate if with_surrogate else 0.0)
+    return jax.tree.leaves(jax.grad(loss)(variables["params"])["scorer"])
+
+  for leaf in scorer_gradient(False):  # hard patches: no path to the scorer
+    np.testing.assert_array_equal(leaf, 0.0)
+  leaves = scorer_gradient(True)
+  assert all(np.all(np.isfinite(leaf)) for leaf in leaves)
+  assert sum(float(jnp.abs(leaf).sum()) for leaf in leaves) > 0

@@ -10,6 +10,7 @@ import sys
 import time
 
 import jax
+from jax.sharding import Mesh
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -250,3 +251,26 @@ def test_missing_real_dataset_names_url_and_folder(tmp_path):
   with pytest.raises(FileNotFoundError, match="isy.liu.se") as error:
     train.train_and_evaluate(config, str(tmp_path / "work"))
   assert str(tmp_path / "downloads") in str(error.value)
+
+
+def test_score_function_step_trains_the_scorer(tiny_traffic_data_dir):
+  """train_patches="score_function": the loss's surrogate moves the scorer."""
+  config = _config(tiny_traffic_data_dir)
+  config.model.train_patches = "score_function"
+  config.model.perturbed.loss_samples = 2
+  # Without the surrogate nothing else would move the scorer.
+  config.entropy_regularizer = 0.0
+  config.weight_decay = 0.0
+  trainer = train.Trainer(
+      config, num_classes=4,
+      mesh=Mesh(np.array(jax.devices()), (train.DATA_AXIS,)))
+  state = trainer.create_state()
+  before = jax.device_get(state.params["scorer"])
+  pipeline = input_pipeline.create_datasets(config)
+  state, step_metrics = trainer.train_step(
+      state, trainer.global_batch(pipeline.train_batch(0)))
+  values = step_metrics.compute()
+  assert np.isfinite(values["loss"]) and values["skipped_steps"] == 0
+  moved = jax.tree.map(lambda a, b: np.abs(a - b).max(), before,
+                       jax.device_get(state.params["scorer"]))
+  assert max(jax.tree.leaves(moved)) > 0

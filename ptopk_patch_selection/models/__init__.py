@@ -78,7 +78,7 @@ def _check(condition: bool, message: str) -> None:
     raise ValueError(message)
 
 
-TRAIN_PATCHES = ("soft", "sampled")
+TRAIN_PATCHES = ("soft", "sampled", "score_function")
 
 
 def _topk(config: ml_collections.ConfigDict, k: int,
@@ -135,6 +135,15 @@ def _patchnet(config, num_classes, image_size) -> PatchNet:
   for field in ("hard_topk_probability", "random_patch_probability"):
     _check(0.0 <= config[field] <= 1.0,
            f"model.{field}={config[field]} must be in [0, 1].")
+  if _choice(config, "train_patches", TRAIN_PATCHES) == "score_function":
+    _check(config.perturbed.loss_samples >= 2,
+           f"model.perturbed.loss_samples={config.perturbed.loss_samples} "
+           "must be >= 2 with train_patches='score_function' (leave-one-out "
+           "baseline).")
+    _check(config.hard_topk_probability == config.random_patch_probability
+           == 0, "model.hard_topk_probability and "
+           "model.random_patch_probability must be 0 with "
+           "train_patches='score_function'.")
   aggregator_name = _choice(config, "aggregator", aggregators.AGGREGATORS)
   transformer = config.transformer
   if aggregator_name == "transformer":
@@ -163,7 +172,8 @@ def _patchnet(config, num_classes, image_size) -> PatchNet:
       append_position=config.append_position,
       hard_topk_probability=config.hard_topk_probability,
       random_patch_probability=config.random_patch_probability,
-      train_patches=_choice(config, "train_patches", TRAIN_PATCHES))
+      train_patches=config.train_patches,
+      loss_samples=config.perturbed.loss_samples)
 
 
 def _ntsnet(config, num_classes, image_size) -> NTSNet:

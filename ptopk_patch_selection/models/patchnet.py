@@ -93,7 +93,12 @@ class PatchNet(nn.Module):
       sample, Y(theta + sigma Z), with the gradient of the perturbed mean
       (straight-through: Y + Y_bar - stop_gradient(Y_bar)); the feature
       network then sees in training the kind of patches it sees at
-      evaluation.
+      evaluation. "score_function": the clean patches of `loss_samples`
+      perturbed samples per example, logits (b, loss_samples, classes); the
+      scorer's gradient comes from the losses of those selections
+      (`perturbed_topk.expected_loss_surrogate`, added by the training loss
+      from aux["selection_noise"]), not through the patches.
+    loss_samples: selections per example with train_patches="score_function".
   """
   num_classes: int
   k: int
@@ -113,6 +118,7 @@ class PatchNet(nn.Module):
   hard_topk_probability: float = 0.0
   random_patch_probability: float = 0.0
   train_patches: str = "soft"
+  loss_samples: int = 4
 
   def _sampled_straight_through(self, indicators, scores, sigma):
     """One perturbed sample's one-hots, with the gradient of `indicators`."""
@@ -122,6 +128,16 @@ class PatchNet(nn.Module):
     sample = ptopk.indicators_from_indices(indices, scores.shape[-1],
                                            indicators.dtype)
     return sample + indicators - jax.lax.stop_gradient(indicators)
+
+  def _sample_selections(self, scores, sigma):
+    """loss_samples hard selections per example: indices (b, m, k), noise."""
+    key = self.make_rng("selection")
+    shape = scores.shape[:1] + (self.loss_samples,) + scores.shape[1:]
+    noise = (jax.random.gumbel(key, shape) if self.topk.noise == "gumbel"
+             else jax.random.normal(key, shape))
+    indices = ptopk.topk_indices(
+        jax.lax.stop_gradient(scores)[:, None] + sigma * noise, self.k)
+    return indices, noise
 
   def _select(self, method, scores, sigma, train):
     """(indicators, indices) of the k patches; see `selection.TopK`."""
@@ -158,6 +174,10 @@ class PatchNet(nn.Module):
       "indicators" (b, k, d) (one-hot for a hard selection); "indices"
       (b, k) (for a soft selection, the most likely patch of each slot);
       "patches" (b, k, p, p, c) as extracted, without position channels.
+      With train_patches="score_function" in training, m = loss_samples
+      selections per example: logits (b, m, num_classes), "indices"
+      (b, m, k), "indicators" (b, m, k, d), "patches" (b, m, k, p, p, c),
+      and "selection_noise" (b, m, d), the noise that made them.
     """
     b, h, w, c = images.shape
     raw = self.scorer(downscale_images(images, self.downscale))
@@ -166,14 +186,21 @@ class PatchNet(nn.Module):
     scores = selection_lib.normalize_scores(flat, self.normalization,
                                             self.normalization_epsilon)
     method = self.selection if train else self.selection_eval
-    indicators, indices = self._select(method, scores, sigma, train)
+    aux = {}
+    if (train and method == "perturbed" and
+        self.train_patches == "score_function"):
+      indices, aux["selection_noise"] = self._sample_selections(scores, sigma)
+      indicators = None
+    else:
+      indicators, indices = self._select(method, scores, sigma, train)
 
     grid = patches_lib.PatchGrid((h, w), (grid_h, grid_w), self.patch_size)
     inputs = append_position_channels(images) if self.append_position else (
         images)
     if indices is not None:
+      # (b, [m,] k) indices: every selection cuts from its own image.
       extracted = patches_lib.extract_patches_from_indices(
-          inputs, indices, grid, self.patch_padding)
+          inputs, indices.reshape(b, -1), grid, self.patch_padding)
       indicators = ptopk.indicators_from_indices(indices, grid.num_patches,
                                                  images.dtype)
     else:
@@ -183,19 +210,21 @@ class PatchNet(nn.Module):
 
     p = self.patch_size
     features = self.feature_network(
-        extracted.reshape((b * self.k, p, p, extracted.shape[-1])),
+        extracted.reshape((-1, p, p, extracted.shape[-1])), train=train)
+    embeddings = features.reshape(-1, self.k, features.shape[-1])
+    representation = self.aggregator(
+        embeddings, indicators.reshape(embeddings.shape[:2] + (-1,)),
         train=train)
-    embeddings = features.reshape(b, self.k, -1)
-    representation = self.aggregator(embeddings, indicators, train=train)
     logits = ClassifierHead(self.num_classes, name="head")(representation)
-    aux = {
+    logits = logits.reshape(indices.shape[:-1] + (self.num_classes,))
+    aux |= {
         "scores": raw,
         "normalized_scores": scores.reshape(b, grid_h, grid_w),
         "entropy": selection_lib.softmax_entropy(flat),
         "sigma": jnp.asarray(sigma, jnp.float32),
         "indicators": indicators,
         "indices": indices,
-        "patches": extracted[..., :c],
+        "patches": extracted.reshape(indices.shape + (p, p, -1))[..., :c],
     }
     return logits, aux
 

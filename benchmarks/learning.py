@@ -12,11 +12,19 @@ per step, and the accuracy at each evaluation against wall-clock minutes.
 
 Variants: default; diagonal (the released gradient); plain_estimator
 (variance_reduction="none"); soft_patches (train_patches="soft");
+score_function (train_patches="score_function", 4 selections per image);
 small_sigma (sigma 0.05 -> 0, the paper's); zero_padding; sinkhorn;
 random (random patches); downscaled_cnn (the feature network on the image
 downscaled 8x); perturbed_eval (perturbed instead of hard Top-K at
-evaluation). Each run takes minutes on a CPU: the full table (10 variants x
+evaluation). Each run takes minutes on a CPU: the full table (11 variants x
 3 seeds) is a long run; use an accelerator or a subset.
+
+`--long` runs the paper's relational comparison instead: the billiard model
+with its transformer aggregator vs mean pooling (configs/synthetic_billiard.py
+and its `:mean` variant) on synthetic_billiard/paper, built beforehand with
+`python -m ptopk_patch_selection.datasets.build
+--dataset=synthetic_billiard/paper`. That is an accelerator's job (the
+paper trains 70k steps); --num_train_steps shortens it.
 
 Writes benchmarks/results/learning.{json,md} and learning.png (accuracy over
 time).
@@ -35,6 +43,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-imp
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
+from configs import synthetic_billiard  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ptopk_patch_selection import metrics_io  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ptopk_patch_selection import train  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -45,6 +54,7 @@ VARIANTS = {
     "diagonal": (("model.perturbed.gradient", "diagonal"),),
     "plain_estimator": (("model.perturbed.variance_reduction", "none"),),
     "soft_patches": (("model.train_patches", "soft"),),
+    "score_function": (("model.train_patches", "score_function"),),
     "small_sigma": (("sigma", 0.05),),
     "zero_padding": (("model.scorer_padding", "valid"),
                      ("model.patch_padding", "constant")),
@@ -57,7 +67,12 @@ VARIANTS = {
     "perturbed_eval": (("model.selection_eval", "perturbed"),),
 }
 
-_VARIANTS = flags.DEFINE_list("variants", list(VARIANTS), "Variants to run.")
+# --long: configs/synthetic_billiard.py variants.
+LONG_VARIANTS = {"billiard_transformer": "", "billiard_mean": "mean"}
+
+_VARIANTS = flags.DEFINE_list("variants", None,
+                              "Variants to run (default: all of the mode).")
+_LONG = flags.DEFINE_bool("long", False, "Run the billiard comparison.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds per variant.")
 _NUM_TRAIN_STEPS = flags.DEFINE_integer("num_train_steps", None,
                                         "Override the default's budget.")
@@ -67,17 +82,21 @@ _RUNS_DIR = flags.DEFINE_string("runs_dir", None,
 
 
 def variant_config(name: str, seed: int, num_train_steps: int | None = None):
-  """configs/synthetic.py with the variant's overrides and the seed."""
-  if name not in VARIANTS:
+  """The variant's config (overrides of configs/synthetic.py, or a
+  configs/synthetic_billiard.py variant) with the seed."""
+  if name in LONG_VARIANTS:
+    config = synthetic_billiard.get_config(LONG_VARIANTS[name])
+  elif name in VARIANTS:
+    config = synthetic.get_config()
+  else:
     raise ValueError(f"Unknown variant {name!r}; expected one of "
-                     f"{sorted(VARIANTS)}.")
-  config = synthetic.get_config()
+                     f"{sorted(VARIANTS) + sorted(LONG_VARIANTS)}.")
   config.seed = seed
   if num_train_steps:
     config.num_train_steps = num_train_steps
     config.eval_every_steps = max(num_train_steps // 5, 1)
     config.checkpoint_every_steps = num_train_steps
-  for field, value in VARIANTS[name]:
+  for field, value in VARIANTS.get(name, ()):
     *parents, last = field.split(".")
     node = config
     for parent in parents:
@@ -126,7 +145,7 @@ def plot_curves(runs: list[dict], path: str) -> None:
   for name in dict.fromkeys(r["variant"] for r in runs):
     for i, r in enumerate(r for r in runs if r["variant"] == name):
       axis.plot(r["curve_minutes"], r["curve_accuracy"], marker=".",
-                color=f"C{list(VARIANTS).index(name) % 10}",
+                color=f"C{list(VARIANTS | LONG_VARIANTS).index(name) % 10}",
                 label=name if i == 0 else None)
   axis.set_xlabel("minutes of training")
   axis.set_ylabel("test accuracy")
@@ -140,17 +159,19 @@ def main(argv):
   del argv
   root = _RUNS_DIR.value or tempfile.mkdtemp(prefix="learning_")
   runs = []
-  for name in _VARIANTS.value:
+  names = _VARIANTS.value or list(LONG_VARIANTS if _LONG.value else VARIANTS)
+  for name in names:
     for seed in map(int, _SEEDS.value):
       print(f"[learning] {name}, seed {seed}", flush=True)
       runs.append(run(name, seed, os.path.join(root, f"{name}_{seed}"),
                       _DATA_DIR.value, _NUM_TRAIN_STEPS.value))
   table, _ = summarize(runs)
   print(table)
-  plot_curves(runs, os.path.join(common.RESULTS_DIR, "learning.png"))
+  name = "learning_long" if _LONG.value else "learning"
+  plot_curves(runs, os.path.join(common.RESULTS_DIR, f"{name}.png"))
   print("wrote", common.write_results(
-      "learning", {"machine": common.machine_description(), "runs": runs},
-      table + "\n\n![accuracy over time](benchmarks/results/learning.png)"))
+      name, {"machine": common.machine_description(), "runs": runs},
+      table + f"\n\n![accuracy over time](benchmarks/results/{name}.png)"))
 
 
 if __name__ == "__main__":

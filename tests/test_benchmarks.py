@@ -51,6 +51,13 @@ def test_learning_variants_override_the_default():
   assert learning.variant_config("default", 0).model.patch_padding == "edge"
   for name in learning.VARIANTS:  # every override names a real field
     learning.variant_config(name, 0)
+  assert learning.variant_config(
+      "score_function", 0).model.train_patches == "score_function"
+  transformer = learning.variant_config("billiard_transformer", 1)
+  mean = learning.variant_config("billiard_mean", 1)
+  assert transformer.dataset.name == "synthetic_billiard/paper"
+  assert (transformer.model.aggregator, mean.model.aggregator) == (
+      "transformer", "mean")
 
 
 def test_learning_summary_averages_over_seeds():

@@ -16,7 +16,7 @@ sampled training patches (model.train_patches), lr 1e-3. It does not yet
 reach a good accuracy in this budget: see the README's learning section.
 
   python -m ptopk_patch_selection.main --config=configs/synthetic.py \
-      --workdir=workdirs/synthetic
+      --workdir=data/workdirs/synthetic
 """
 
 from configs import default

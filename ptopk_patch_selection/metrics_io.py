@@ -8,7 +8,7 @@ rank-0 tensor of the "scalars" plugin and the images of one `write_images`
 call as a string tensor of the "images" plugin: [width, height, png_1, ...].
 Old-style (TF1) `simple_value` scalars and encoded images are read as well.
 
-  metrics = metrics_io.read_metrics("workdirs/synthetic")
+  metrics = metrics_io.read_metrics("data/workdirs/synthetic")
   eval_accuracy = metrics.query("split == 'eval' and name == 'accuracy'")
   for step, image in metrics_io.read_images(workdir, "eval_selection"): ...
 

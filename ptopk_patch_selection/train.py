@@ -439,7 +439,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       train_metrics = None
       if is_chief:
         print(progress.update(done, {
-            "loss": float(values["cross_entropy"]),
+            "cross_entropy": float(values["cross_entropy"]),
             "accuracy": float(values["accuracy"]),
             "sigma": float(values["sigma"])}), flush=True)
     if done % config.eval_every_steps == 0 or last:
@@ -454,6 +454,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
         visualization.save_png(
             picture, os.path.join(pictures_dir, f"selection_{done:06d}.png"))
       logging.info("Evaluation at step %d: %s", done, results)
+      if is_chief:
+        print(f"evaluation at step {done}: " + ", ".join(
+            f"{name} {results[name]:.4f}" for name in
+            ("accuracy", "majority_rate", "coverage") if name in results),
+              flush=True)
     if done % config.checkpoint_every_steps == 0 or last:
       _check_finite(state, config, done)
       with report_progress.timed("checkpoint"):
@@ -481,7 +486,10 @@ def describe_results(results: dict[str, float], workdir: str) -> str:
                  if name.isdigit()) if os.path.isdir(checkpoints) else []
   pictures = os.path.join(workdir, "pictures")
   latest = sorted(os.listdir(pictures)) if os.path.isdir(pictures) else []
-  lines += [f"TensorBoard logs: {workdir}  (tensorboard --logdir {workdir})",
+  lines += [f"TensorBoard logs: {workdir}  (.venv/bin/tensorboard --logdir "
+            f"{workdir})",
+            f"Notebook: PTOPK_WORKDIR={workdir} .venv/bin/jupyter execute "
+            "notebooks/metrics.ipynb --output=metrics_run",
             "Checkpoint: " + (os.path.join(checkpoints, str(steps[-1]))
                               if steps else "none")]
   if latest:

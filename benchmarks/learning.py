@@ -130,9 +130,10 @@ def summarize(runs: list[dict]) -> tuple[str, list[list]]:
   for name in dict.fromkeys(r["variant"] for r in runs):
     mine = [r for r in runs if r["variant"] == name]
     accuracy = np.array([r["accuracy"] for r in mine])
+    coverage = [r["coverage"] for r in mine if np.isfinite(r["coverage"])]
     rows.append([name, len(mine), float(accuracy.mean()),
                  float(accuracy.max() - accuracy.min()),
-                 float(np.nanmean([r["coverage"] for r in mine])),
+                 float(np.mean(coverage)) if coverage else "-",
                  float(np.mean([r["seconds_per_step"] for r in mine]))])
   table = common.markdown_table(
       ["variant", "seeds", "accuracy", "spread (max-min)", "covered sign",
@@ -166,11 +167,17 @@ def main(argv):
       runs.append(run(name, seed, os.path.join(root, f"{name}_{seed}"),
                       _DATA_DIR.value, _NUM_TRAIN_STEPS.value))
   table, _ = summarize(runs)
+  machine = common.machine_description()
+  steps = (f"{_NUM_TRAIN_STEPS.value} training steps per run"
+           if _NUM_TRAIN_STEPS.value else "each config's training steps")
+  table = (f"{steps}, seeds {','.join(_SEEDS.value)}, "
+           f"{machine['backend']} with {machine['cpu_count']} cores; s / step "
+           "is wall time including compilation and evaluations.\n\n" + table)
   print(table)
   name = "learning_long" if _LONG.value else "learning"
   plot_curves(runs, os.path.join(common.RESULTS_DIR, f"{name}.png"))
   print("wrote", common.write_results(
-      name, {"machine": common.machine_description(), "runs": runs},
+      name, {"machine": machine, "runs": runs},
       table + f"\n\n![accuracy over time](benchmarks/results/{name}.png)"))
 
 

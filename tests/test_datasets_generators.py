@@ -110,3 +110,23 @@ def test_billiard_label_functions():
   balls[1]["color"] = "white"
   with pytest.raises(ValueError, match="white"):
     billiard_labels.left_color_min_max(balls)
+
+
+def test_every_billiard_number_puts_the_same_ink_on_its_disc():
+  """So average pooling cannot tell the numbers apart by their ink."""
+  # pylint: disable=protected-access
+  radius, size = 16.0, 128  # the sprite is drawn 4x supersampled
+  disc = billiard_scene.DISC_RATIO * size / 2
+  for number in range(1, billiard_scene.NUM_CLASSES + 1):
+    mask, darkness = billiard_scene._number_ink(number, size, disc)
+    ink = np.asarray(mask, np.float64).sum() / 255 * darkness
+    assert 0.8 <= darkness <= 1.0
+    np.testing.assert_allclose(
+        ink, billiard_scene.INK_COVER * np.pi * disc**2, rtol=0.01)
+  # The downsampled sprites still agree, up to resampling and rounding.
+  sums = [np.asarray(billiard_scene._ball_sprite((200, 30, 30), n, radius),
+                     np.float64)[..., :3].sum()
+          for n in range(1, billiard_scene.NUM_CLASSES + 1)]
+  ink = (billiard_scene.INK_COVER * np.pi *
+         (billiard_scene.DISC_RATIO * radius)**2 * (240 - 15) * 3)
+  assert max(sums) - min(sums) < 0.1 * ink  # 0.66 with plain digits

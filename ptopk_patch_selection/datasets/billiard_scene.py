@@ -10,6 +10,12 @@ Label = max(number of the leftmost ball, number of the rightmost ball) - 1
 is uniform in 1..label + 1 and the inner balls are uniform in 1..9, so the
 largest number on the table is often not the answer.
 
+Numbers are small (digits DIGIT_RATIO * DISC_RATIO * R tall, about 4 px for
+R = 16) and every number puts the same amount of ink on its disc (thin digits
+emboldened, inky ones drawn lighter), so the digits are readable at full
+resolution, but neither their shape nor their amount of ink survives average
+pooling by 4 (data/README.md, readability).
+
 Geometry bound (tested): all balls of a scene have the same radius R, centres
 are at least `min_center_distance` * R apart (1.6 by default), so a ball may
 hide part of another but never its number disc (radius `DISC_RATIO` * R);
@@ -26,7 +32,11 @@ from PIL import ImageDraw
 from ptopk_patch_selection.datasets import drawing
 
 NUM_CLASSES = 9
-DISC_RATIO = 0.5  # number disc radius / ball radius
+DISC_RATIO = 0.22  # number disc radius / ball radius
+DIGIT_RATIO = 1.15  # digit height / number disc radius
+INK_COVER = 0.11  # ink of every number / disc area (_number_ink)
+_DISC = (245, 245, 240)  # disc colour
+_INK = (15, 15, 15)  # colour of fully dark digits
 BALL_COLORS = {
     "yellow": (235, 200, 30), "blue": (30, 60, 190), "red": (200, 30, 30),
     "purple": (110, 40, 140), "orange": (240, 120, 20),
@@ -71,6 +81,44 @@ def _draw_table(rng, h, w):
   return image, rail
 
 
+def _dilate(mask: np.ndarray) -> np.ndarray:
+  """3x3 grey dilation of a 2-D array (zero outside)."""
+  h, w = mask.shape
+  padded = np.pad(mask, 1)
+  return np.max([padded[i:i + h, j:j + w] for i in range(3) for j in range(3)],
+                axis=0)
+
+
+def _number_ink(number: int, size: int, disc: float):
+  """The digits of `number` as an ink mask, and how dark to draw them.
+
+  Every number gets the same amount of ink, INK_COVER of its disc area in
+  `_INK`: digits with less ink are emboldened (whole 3x3 dilations, then a
+  partial one blended in), digits with more ink are drawn in a lighter grey.
+
+  Args:
+    number: the ball's number.
+    size: side of the (supersampled) sprite; the disc is centred in it.
+    disc: disc radius, in the same pixels.
+
+  Returns:
+    (mask, darkness): an L image of side `size` (255 = ink) and the share in
+    [0, 1] of the way from the disc colour to `_INK` to draw it with.
+  """
+  image = Image.new("L", (size, size), 0)
+  drawing.draw_centered_text(ImageDraw.Draw(image), (size / 2, size / 2),
+                             str(number), DIGIT_RATIO * disc, 255)
+  mask = np.asarray(image, np.float64) / 255
+  target = INK_COVER * np.pi * disc**2  # in fully inked pixels
+  if mask.sum() < target:
+    while (bolder := _dilate(mask)).sum() < target:
+      mask = bolder
+    share = (target - mask.sum()) / (bolder.sum() - mask.sum())
+    mask += share * (bolder - mask)
+  mask = np.round(mask * 255).astype(np.uint8)
+  return Image.fromarray(mask), min(1.0, target / (mask.sum() / 255))
+
+
 def _ball_sprite(color, number, radius):
   """A shaded ball with `number` on a white disc, as RGBA."""
   base = np.array(color, np.float32)
@@ -85,9 +133,10 @@ def _ball_sprite(color, number, radius):
                    fill=tuple(shade) + (255,))
     disc = DISC_RATIO * s / 2
     draw.ellipse((s / 2 - disc, s / 2 - disc, s / 2 + disc, s / 2 + disc),
-                 fill=(245, 245, 240, 255))
-    drawing.draw_centered_text(draw, (s / 2, s / 2), str(number), 1.15 * disc,
-                               (15, 15, 15, 255))
+                 fill=_DISC + (255,))
+    mask, darkness = _number_ink(number, s, disc)
+    ink = np.array(_DISC) - darkness * np.subtract(_DISC, _INK)
+    draw.bitmap((0, 0), mask, fill=tuple(np.round(ink).astype(int)) + (255,))
 
   return drawing.rgba_sprite(2 * radius, 1.0, draw_fn)
 

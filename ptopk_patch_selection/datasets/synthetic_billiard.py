@@ -6,9 +6,11 @@ Tables are drawn by `billiard_scene` (content and geometry bound in its
 docstring). Configs:
 
   small : 512x512, 8000 train / 1000 validation / 2000 test, balls of radius
-          14-18 px (digits unreadable at the 8x scorer downscale).
+          14-18 px (digits readable at full resolution, at chance at 4x and
+          8x: data/README.md, readability).
   paper : 1000x1000 like the paper's renders, 8000 / 2000 / 10000, radius
-          20-26 px (digits unreadable at the paper's 4x downscale).
+          20-26 px (its readability at the paper's 4x downscale is not
+          measured yet).
   tiny  : 128x128, a few examples for tests.
 
 Features: image (JPEG, quality 90), label (9 classes: max - 1), objects:
@@ -32,8 +34,12 @@ def _config(name, description, spec, train, valid, test, scorer_downscale):
 class SyntheticBilliard(generation.SyntheticBuilder):
   """Billiard tables; label = max(leftmost, rightmost number) - 1."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.0.0": "Initial release.",
+      "1.1.0": "Smaller number discs, same ink for every number: the digits "
+               "are no longer readable at 4x.",
+  }
   BUILDER_CONFIGS = [
       _config("small", "512x512, CPU-sized.",
               billiard_scene.TableSpec(512, 512), 8000, 1000, 2000, 8),

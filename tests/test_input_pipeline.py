@@ -1,14 +1,18 @@
 # Copyright 2026 The ptopk_patch_selection Authors.
 # Licensed under the Apache License, Version 2.0.
-"""Input pipeline: determinism, resumption, sharding, eval padding."""
+"""Input pipeline: determinism, resumption, sharding, eval padding, CUB."""
 # pylint: disable=protected-access
 
+import io
 import itertools
+from unittest import mock
 
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
+from configs import cub
 from configs import default
 from ptopk_patch_selection import datasets
 from ptopk_patch_selection import input_pipeline
@@ -159,3 +163,104 @@ def test_unbuilt_dataset_error_names_the_build_command(tmp_path):
   config.dataset.name = "traffic_signs"
   with pytest.raises(FileNotFoundError, match="Set1Part0.zip"):
     input_pipeline.create_datasets(config)
+
+
+def _fake_cub_source(builder, split, decoders=None, **kwargs):
+  """5 caltech_birds2011 records as its ArrayRecord source would return them.
+
+  Random JPEGs of 300-499 px a side with labels 0, 37, ..., 148, serialised
+  and deserialised with the builder's own features and `decoders`.
+  """
+  del kwargs
+  features = builder.info.features
+  rng = np.random.default_rng(["train", "test"].index(split))
+  records = []
+  for i in range(5):
+    h, w = rng.integers(300, 500, 2)
+    jpeg = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), np.uint8)).save(
+        jpeg, format="JPEG")
+    example = {
+        "image": jpeg.getvalue(), "image/filename": f"{i}.jpg",
+        "label": 37 * i, "label_name": "bird",
+        "bbox": tfds.features.BBox(0.1, 0.2, 0.7, 0.9),
+        "segmentation_mask": np.zeros((h, w, 1), np.uint8),
+    }
+    records.append(features.deserialize_example_np(
+        features.serialize_example(example), decoders=decoders))
+  return records
+
+
+@pytest.fixture(scope="module")
+def cub_pipelines():
+  """create_datasets for configs/cub.py on fake records: seed, seed again, +1.
+
+  tfds.testing.mock_data gives the real caltech_birds2011 builder (features,
+  200 classes) without files; its download_and_prepare does nothing, so
+  is_prepared is mocked too.
+  """
+  config = cub.get_config()
+  config.batch_size, config.eval_batch_size = 4, 3
+  other = cub.get_config()
+  other.batch_size, other.eval_batch_size = 4, 3
+  other.seed += 1
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
+                              as_data_source_fn=_fake_cub_source), \
+       mock.patch.object(tfds.core.DatasetBuilder, "is_prepared",
+                         return_value=True):
+    return [input_pipeline.create_datasets(c) for c in (config, config, other)]
+
+
+def _find_crop(image, pixels):
+  """(top, left, flipped) where `image` shows pixels / 127.5 - 1, or None."""
+  size = image.shape[0]
+  n = pixels.shape[0] - size + 1
+  scaled = pixels / 127.5 - 1.0
+  for flipped in (False, True):
+    crop = image[:, ::-1] if flipped else image
+    corners = np.abs(scaled[:n, :n] - crop[0, 0]).max(axis=-1) < 1e-5
+    for top, left in zip(*np.nonzero(corners)):
+      if np.allclose(scaled[top:top + size, left:left + size], crop,
+                     atol=1e-5):
+        return top, left, flipped
+  return None
+
+
+def test_cub_train_batches_crop_flip_and_map_to_minus_one_one(cub_pipelines):
+  pipeline, same, other = cub_pipelines
+  assert (pipeline.num_classes, pipeline.train_size) == (200, 5)
+  assert not pipeline.has_objects
+  batches = _take(pipeline.train_batches(), 3)
+  for batch in batches:
+    assert set(batch) == {"image", "label", "mask"}
+    assert batch["image"].shape == (4, 448, 448, 3)
+    assert batch["image"].dtype == np.float32
+    assert -1.0 <= batch["image"].min() < -0.9
+    assert 0.9 < batch["image"].max() <= 1.0
+    assert set(batch["label"]) <= {0, 37, 74, 111, 148}
+    assert batch["mask"].all()
+  crops = []
+  for batch in batches:
+    for image, label in zip(batch["image"], batch["label"]):
+      pixels = pipeline._decode(pipeline._train[label // 37])  # 600x600
+      crops.append(_find_crop(image, pixels))
+  assert None not in crops
+  assert {flipped for _, _, flipped in crops} == {False, True}
+  assert len({(top, left) for top, left, _ in crops}) > 1
+  _assert_batches_equal(batches, _take(same.train_batches(), 3))
+  assert not np.array_equal(batches[0]["image"], other.train_batch(0)["image"])
+
+
+def test_cub_eval_is_the_centre_crop_in_stored_order(cub_pipelines):
+  pipeline = cub_pipelines[0]
+  batches = list(pipeline.eval_batches())
+  assert len(batches) == 2
+  np.testing.assert_array_equal(batches[1]["mask"], [True, True, False])
+  labels = np.concatenate([b["label"][b["mask"]] for b in batches])
+  np.testing.assert_array_equal(labels, [0, 37, 74, 111, 148])
+  images = np.concatenate([b["image"][b["mask"]] for b in batches])
+  for index, image in enumerate(images):
+    pixels = pipeline._decode(pipeline._eval[index])  # resized to 600x600
+    assert pixels.shape == (600, 600, 3)
+    np.testing.assert_allclose(image, pixels[76:524, 76:524] / 127.5 - 1.0,
+                               atol=1e-5)

@@ -48,7 +48,7 @@ from ptopk_patch_selection.datasets import traffic_scene
 
 _DOWNSCALES = flags.DEFINE_list("downscales", ["1", "4", "8"],
                                 "Downscaling factors to probe (1 = full).")
-_NUM_IMAGES = flags.DEFINE_integer("num_images", 2000,
+_NUM_IMAGES = flags.DEFINE_integer("probe_images", 2000,
                                    "Generated images per generator.")
 _STEPS = flags.DEFINE_integer("steps", 2000, "CNN training steps.")
 

@@ -130,3 +130,13 @@ def test_every_billiard_number_puts_the_same_ink_on_its_disc():
   ink = (billiard_scene.INK_COVER * np.pi *
          (billiard_scene.DISC_RATIO * radius)**2 * (240 - 15) * 3)
   assert max(sums) - min(sums) < 0.1 * ink  # 0.66 with plain digits
+
+
+def test_billiard_disc_ratio_sets_the_number_disc_size():
+  # pylint: disable=protected-access
+  def disc_pixels(disc_ratio):
+    sprite = np.asarray(billiard_scene._ball_sprite((30, 60, 190), 1, 24.0,
+                                                    disc_ratio), np.float64)
+    return (sprite[..., :3].min(-1) > 200).sum()  # the near-white disc
+  sizes = [disc_pixels(ratio) for ratio in (0.155, 0.22, 0.5)]
+  assert 0 < sizes[0] < sizes[1] < sizes[2]

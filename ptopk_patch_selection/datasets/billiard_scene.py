@@ -10,15 +10,15 @@ Label = max(number of the leftmost ball, number of the rightmost ball) - 1
 is uniform in 1..label + 1 and the inner balls are uniform in 1..9, so the
 largest number on the table is often not the answer.
 
-Numbers are small (digits DIGIT_RATIO * DISC_RATIO * R tall, about 4 px for
-R = 16) and every number puts the same amount of ink on its disc (thin digits
-emboldened, inky ones drawn lighter), so the digits are readable at full
-resolution, but neither their shape nor their amount of ink survives average
-pooling by 4 (data/README.md, readability).
+Numbers are small (digits DIGIT_RATIO * disc_ratio * R tall, about 4 px in
+both configs) and every number puts the same amount of ink on its disc (thin
+digits emboldened, inky ones drawn lighter), so the digits are readable at
+full resolution, but neither their shape nor their amount of ink survives
+average pooling by 4 (data/README.md, readability).
 
 Geometry bound (tested): all balls of a scene have the same radius R, centres
 are at least `min_center_distance` * R apart (1.6 by default), so a ball may
-hide part of another but never its number disc (radius `DISC_RATIO` * R);
+hide part of another but never its number disc (radius `disc_ratio` * R);
 the leftmost and rightmost balls are at least R / 4 further out in x than
 any other ball. Each example is a pure function of (seed, split, index).
 """
@@ -32,7 +32,7 @@ from PIL import ImageDraw
 from ptopk_patch_selection.datasets import drawing
 
 NUM_CLASSES = 9
-DISC_RATIO = 0.22  # number disc radius / ball radius
+DISC_RATIO = 0.22  # default number disc radius / ball radius
 DIGIT_RATIO = 1.15  # digit height / number disc radius
 INK_COVER = 0.11  # ink of every number / disc area (_number_ink)
 _DISC = (245, 245, 240)  # disc colour
@@ -54,12 +54,15 @@ class TableSpec:
     ball_radius: (min, max) radius in pixels (one radius per image).
     num_balls: (min, max) balls per image, inclusive.
     min_center_distance: minimum centre distance, in radii.
+    disc_ratio: number disc radius / ball radius; larger balls need a smaller
+      ratio to keep their digits unreadable when downscaled.
   """
   height: int = 512
   width: int = 512
   ball_radius: tuple[int, int] = (14, 18)
   num_balls: tuple[int, int] = (4, 8)
   min_center_distance: float = 1.6
+  disc_ratio: float = DISC_RATIO
 
 
 def _draw_table(rng, h, w):
@@ -119,8 +122,8 @@ def _number_ink(number: int, size: int, disc: float):
   return Image.fromarray(mask), min(1.0, target / (mask.sum() / 255))
 
 
-def _ball_sprite(color, number, radius):
-  """A shaded ball with `number` on a white disc, as RGBA."""
+def _ball_sprite(color, number, radius, disc_ratio=DISC_RATIO):
+  """A shaded ball with `number` on a white disc of disc_ratio * radius."""
   base = np.array(color, np.float32)
 
   def draw_fn(draw, s):
@@ -131,7 +134,7 @@ def _ball_sprite(color, number, radius):
       shade = np.clip(base * (0.55 + 0.6 * t), 0, 255).astype(int)
       draw.ellipse((cx - rad, cy - rad, cx + rad, cy + rad),
                    fill=tuple(shade) + (255,))
-    disc = DISC_RATIO * s / 2
+    disc = disc_ratio * s / 2
     draw.ellipse((s / 2 - disc, s / 2 - disc, s / 2 + disc, s / 2 + disc),
                  fill=_DISC + (255,))
     mask, darkness = _number_ink(number, s, disc)
@@ -203,7 +206,8 @@ def render_table(spec: TableSpec, label: int, rng: np.random.Generator):
     })
   for i in rng.permutation(num_balls):  # random depth order
     ball = balls[i]
-    sprite = _ball_sprite(BALL_COLORS[ball["color"]], ball["number"], radius)
+    sprite = _ball_sprite(BALL_COLORS[ball["color"]], ball["number"], radius,
+                          spec.disc_ratio)
     x, y = ball["position"]
     image.paste(sprite, (int(round(x - sprite.size[0] / 2)),
                          int(round(y - sprite.size[1] / 2))), sprite)

@@ -9,8 +9,8 @@ docstring). Configs:
           14-18 px (digits readable at full resolution, at chance at 4x and
           8x: data/README.md, readability).
   paper : 1000x1000 like the paper's renders, 8000 / 2000 / 10000, radius
-          20-26 px (digits still partly readable at the paper's 4x
-          downscale: 0.27 vs a 0.15 majority rate, data/README.md).
+          20-26 px, number discs 0.18 of the radius (digits readable at full
+          resolution, at chance at the paper's 4x downscale).
   tiny  : 128x128, a few examples for tests.
 
 Features: image (JPEG, quality 90), label (9 classes: max - 1), objects:
@@ -44,7 +44,9 @@ class SyntheticBilliard(generation.SyntheticBuilder):
       _config("small", "512x512, CPU-sized.",
               billiard_scene.TableSpec(512, 512), 8000, 1000, 2000, 8),
       _config("paper", "1000x1000, the paper's sizes.",
-              billiard_scene.TableSpec(1000, 1000, ball_radius=(20, 26)),
+              # Discs of ~4 px radius, close to small's: unreadable at 4x.
+              billiard_scene.TableSpec(1000, 1000, ball_radius=(20, 26),
+                                       disc_ratio=0.18),
               8000, 2000, 10000, 4),
       _config("tiny", "128x128, a few examples for tests.",
               billiard_scene.TableSpec(128, 128, ball_radius=(8, 10)),

@@ -74,6 +74,20 @@ def _chunk_size(num_samples: int, requested: int, antithetic: bool) -> int:
       "antithetic noise; use an even num_samples.")
 
 
+def sample_noise(key: jax.Array, shape: tuple[int, ...],
+                 kind: str) -> jax.Array:
+  """Standard "normal" or "gumbel" noise of `shape`."""
+  if kind == "gumbel":
+    return jax.random.gumbel(key, shape)
+  return jax.random.normal(key, shape)
+
+
+def _inverse_sigma(sigma: jax.Array) -> jax.Array:
+  """1 / sigma, and 0 at sigma = 0 (the hard top-k has a zero gradient)."""
+  positive = sigma > 0
+  return jnp.where(positive, 1.0 / jnp.where(positive, sigma, 1.0), 0.0)
+
+
 def _noise_chunk(key: jax.Array, chunk: jax.Array, opts: _Options,
                  d: int) -> jax.Array:
   """Noise of samples [chunk * C, (chunk + 1) * C) of one example: (C, d)."""
@@ -82,9 +96,7 @@ def _noise_chunk(key: jax.Array, chunk: jax.Array, opts: _Options,
   if opts.variance_reduction == "antithetic":
     half = jax.random.normal(key, (size // 2, d))
     return jnp.concatenate([half, -half], axis=0)
-  if opts.noise == "gumbel":
-    return jax.random.gumbel(key, (size, d))
-  return jax.random.normal(key, (size, d))
+  return sample_noise(key, (size, d), opts.noise)
 
 
 def _score_function(noise: jax.Array, kind: str) -> jax.Array:
@@ -208,8 +220,7 @@ def _backward(opts, residuals, cotangent):
   cotangent = cotangent.astype(jnp.float32)
   size = opts.chunk_size
   num_chunks = num_samples // size
-  positive = sigma > 0
-  safe_sigma = jnp.where(positive, sigma, 1.0)
+  safe_sigma = jnp.where(sigma > 0, sigma, 1.0)
   # g_at[b, s, r] = G[b, r, idx[b, s, r]].
   g_at = jax.vmap(lambda g, idx: g[jnp.arange(k), idx])(cotangent, indices)
   weights = g_at.sum(-1)  # <G, Y_s>: (b, S)
@@ -249,7 +260,7 @@ def _backward(opts, residuals, cotangent):
   grad, _ = jax.lax.scan(accumulate, jnp.zeros((b, d), jnp.float32),
                          jnp.arange(num_chunks))
   # sigma = 0 is the hard top-k: its gradient is zero, never inf or NaN.
-  scale = jnp.where(positive, 1.0 / safe_sigma, 0.0) / num_samples
+  scale = _inverse_sigma(sigma) / num_samples
   return (grad * scale).astype(cotangent_dtype), jnp.zeros_like(sigma), None
 
 
@@ -372,9 +383,8 @@ def expected_loss_surrogate(scores: jax.Array, noise: jax.Array,
                      f"per example, got {m}.")
   losses = jax.lax.stop_gradient(losses.astype(jnp.float32))
   advantages = (losses - losses.mean(1, keepdims=True)) * (m / (m - 1))
-  sigma = jnp.asarray(sigma, jnp.float32)
-  scale = jnp.where(sigma > 0, 1.0 / jnp.where(sigma > 0, sigma, 1.0), 0.0)
+  scale = _inverse_sigma(jnp.asarray(sigma, jnp.float32)) / m
   gradient = jnp.einsum("bm,bmd->bd", advantages,
-                        _score_function(noise, noise_kind)) * scale / m
+                        _score_function(noise, noise_kind)) * scale
   surrogate = (scores * jax.lax.stop_gradient(gradient)).sum(-1).mean()
   return surrogate - jax.lax.stop_gradient(surrogate)

@@ -131,10 +131,9 @@ class PatchNet(nn.Module):
 
   def _sample_selections(self, scores, sigma):
     """loss_samples hard selections per example: indices (b, m, k), noise."""
-    key = self.make_rng("selection")
     shape = scores.shape[:1] + (self.loss_samples,) + scores.shape[1:]
-    noise = (jax.random.gumbel(key, shape) if self.topk.noise == "gumbel"
-             else jax.random.normal(key, shape))
+    noise = ptopk.sample_noise(self.make_rng("selection"), shape,
+                               self.topk.noise)
     indices = ptopk.topk_indices(
         jax.lax.stop_gradient(scores)[:, None] + sigma * noise, self.k)
     return indices, noise

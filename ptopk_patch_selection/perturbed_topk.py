@@ -82,6 +82,32 @@ def sample_noise(key: jax.Array, shape: tuple[int, ...],
   return jax.random.normal(key, shape)
 
 
+def sample_perturbed_indices(key: jax.Array, scores: jax.Array, k: int,
+                             sigma: jax.Array | float, kind: str,
+                             num_samples: int | None = None
+                             ) -> tuple[jax.Array, jax.Array]:
+  """Hard perturbed selections: topk_indices(theta + sigma Z) and Z.
+
+  Args:
+    key: PRNG key of the noise.
+    scores: (b, d) scores theta (no gradient flows through the indices).
+    k: patches per selection.
+    sigma: noise scale.
+    kind: "normal" or "gumbel", the distribution of Z.
+    num_samples: None for one selection per example, or m.
+
+  Returns:
+    indices (b, k) or (b, m, k), sorted, and the noise (b, d) or (b, m, d).
+  """
+  scores = jax.lax.stop_gradient(scores)
+  if num_samples is not None:
+    scores = scores[:, None]
+  shape = scores.shape[:1] + (() if num_samples is None else
+                              (num_samples,)) + scores.shape[-1:]
+  noise = sample_noise(key, shape, kind)
+  return topk_indices(scores + sigma * noise, k), noise
+
+
 def _inverse_sigma(sigma: jax.Array) -> jax.Array:
   """1 / sigma, and 0 at sigma = 0 (the hard top-k has a zero gradient)."""
   positive = sigma > 0

@@ -412,3 +412,25 @@ def test_score_function_training_uses_several_clean_selections():
   leaves = scorer_gradient(True)
   assert all(np.all(np.isfinite(leaf)) for leaf in leaves)
   assert sum(float(jnp.abs(leaf).sum()) for leaf in leaves) > 0
+
+
+@pytest.mark.parametrize("train_patches", ["sampled", "score_function"])
+def test_training_selections_draw_the_configured_noise(monkeypatch,
+                                                      train_patches):
+  """perturbed.noise reaches the clean training selections too."""
+  kinds = []
+
+  def spy(key, scores, k, sigma, kind, num_samples=None):
+    kinds.append(kind)
+    return sample(key, scores, k, sigma, kind, num_samples)
+
+  sample = ptopk.sample_perturbed_indices
+  monkeypatch.setattr(ptopk, "sample_perturbed_indices", spy)
+  model = models.create_model(
+      tiny_config(selection="perturbed", train_patches=train_patches,
+                  **{"perturbed.noise": "gumbel"}),
+      num_classes=4, image_size=IMAGE)
+  x = images()
+  model.apply(init(model, x), x, train=True, sigma=0.5, rngs=rngs(1),
+              mutable=["batch_stats"])
+  assert kinds == ["gumbel"]

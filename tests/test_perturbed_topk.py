@@ -288,3 +288,24 @@ def test_invalid_arguments_raise(scores, kwargs, message):
   arguments = dict(k=K, num_samples=8, sigma=0.1) | kwargs
   with pytest.raises(ValueError, match=message):
     ptopk.perturbed_topk(scores, jax.random.key(0), **arguments)
+
+
+@pytest.mark.parametrize("noise_kind", ["normal", "gumbel"])
+def test_sample_perturbed_indices_follows_the_noise_kind(noise_kind):
+  """Top-1 under Gumbel noise is softmax(theta / sigma) (Gumbel-max)."""
+  theta, sigma, m = jnp.array([[0.0, 1.0, 2.0]]), 1.0, 40_000
+  indices, noise = ptopk.sample_perturbed_indices(
+      jax.random.key(0), theta, 1, sigma, noise_kind, num_samples=m)
+  assert indices.shape == (1, m, 1) and noise.shape == (1, m, 3)
+  np.testing.assert_array_equal(
+      indices, ptopk.topk_indices(theta[:, None] + sigma * noise, 1))
+  frequencies = np.bincount(np.ravel(indices), minlength=3) / m
+  gumbel_max = np.asarray(jax.nn.softmax(theta[0] / sigma))
+  if noise_kind == "gumbel":
+    np.testing.assert_allclose(frequencies, gumbel_max, atol=0.01)
+  else:  # Normal noise concentrates more on the best entry.
+    assert frequencies[2] > gumbel_max[2] + 0.03
+  single, _ = ptopk.sample_perturbed_indices(
+      jax.random.key(0), jnp.zeros((4, 10)), 3, sigma, noise_kind)
+  assert single.shape == (4, 3)
+  assert np.all(np.diff(np.asarray(single), axis=-1) > 0)  # sorted, distinct

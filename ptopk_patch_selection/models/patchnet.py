@@ -122,21 +122,11 @@ class PatchNet(nn.Module):
 
   def _sampled_straight_through(self, indicators, scores, sigma):
     """One perturbed sample's one-hots, with the gradient of `indicators`."""
-    noise = jax.random.normal(self.make_rng("selection"), scores.shape)
-    indices = ptopk.topk_indices(
-        jax.lax.stop_gradient(scores) + sigma * noise, self.k)
+    indices, _ = ptopk.sample_perturbed_indices(
+        self.make_rng("selection"), scores, self.k, sigma, self.topk.noise)
     sample = ptopk.indicators_from_indices(indices, scores.shape[-1],
                                            indicators.dtype)
     return sample + indicators - jax.lax.stop_gradient(indicators)
-
-  def _sample_selections(self, scores, sigma):
-    """loss_samples hard selections per example: indices (b, m, k), noise."""
-    shape = scores.shape[:1] + (self.loss_samples,) + scores.shape[1:]
-    noise = ptopk.sample_noise(self.make_rng("selection"), shape,
-                               self.topk.noise)
-    indices = ptopk.topk_indices(
-        jax.lax.stop_gradient(scores)[:, None] + sigma * noise, self.k)
-    return indices, noise
 
   def _select(self, method, scores, sigma, train):
     """(indicators, indices) of the k patches; see `selection.TopK`."""
@@ -188,7 +178,9 @@ class PatchNet(nn.Module):
     aux = {}
     if (train and method == "perturbed" and
         self.train_patches == "score_function"):
-      indices, aux["selection_noise"] = self._sample_selections(scores, sigma)
+      indices, aux["selection_noise"] = ptopk.sample_perturbed_indices(
+          self.make_rng("selection"), scores, self.k, sigma, self.topk.noise,
+          self.loss_samples)
       indicators = None
     else:
       indicators, indices = self._select(method, scores, sigma, train)

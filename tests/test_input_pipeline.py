@@ -5,6 +5,8 @@
 
 import io
 import itertools
+import subprocess
+import sys
 from unittest import mock
 
 import numpy as np
@@ -153,6 +155,16 @@ def test_boxes_follow_the_translation(data_dir):
   size = (moved["boxes"][..., 2:] - moved["boxes"][..., :2])
   visible = moved["box_mask"] & (size.min(axis=-1) > 0.1)
   assert visible.any()
+
+
+def test_build_reports_a_dataset_that_is_already_built(data_dir):
+  result = subprocess.run(
+      [sys.executable, "-m", "ptopk_patch_selection.datasets.build",
+       f"--dataset={_NAME}", f"--data_dir={data_dir}", "--noread_epoch"],
+      capture_output=True, text=True, check=True)
+  assert f"Found {_NAME} already built in {data_dir}:" in result.stdout
+  assert "Built" not in result.stdout
+  assert "train: 16 examples" in result.stdout
 
 
 def test_unbuilt_dataset_error_names_the_build_command(tmp_path):

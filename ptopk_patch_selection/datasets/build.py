@@ -45,9 +45,12 @@ def build(name: str, data_dir: str,
                          file_format=base.FILE_FORMAT)
   download_config = tfds.download.DownloadConfig(
       manual_dir=os.path.join(manual_dir, builder.name))
-  start = time.time()
-  builder.download_and_prepare(download_config=download_config)
-  print(f"Built {name} in {data_dir} in {time.time() - start:.1f} s:")
+  if builder.is_prepared():
+    print(f"Found {name} already built in {data_dir}:")
+  else:
+    start = time.time()
+    builder.download_and_prepare(download_config=download_config)
+    print(f"Built {name} in {data_dir} in {time.time() - start:.1f} s:")
   for split, info in builder.info.splits.items():
     print(f"  {split}: {info.num_examples} examples, {info.num_bytes / 1e6:.0f}"
           " MB")

@@ -9,8 +9,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 VENV="${VENV:-.venv}"
-# TensorFlow only reads data here; keep its C++ start-up chatter quiet.
-export TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"
 PYTHON="$VENV/bin/python"
 
 setup() {

@@ -9,6 +9,9 @@ Kept short on purpose: the logic is in `train.py`, importable from a notebook.
 A multi-process job (several GPU hosts, a TPU pod slice) is detected from the
 flags or from the cluster environment, and `jax.distributed.initialize()` is
 called before anything touches the devices.
+
+Library INFO logs (Orbax, CLU, TFDS) are off by default so that the progress
+line stays readable; `--verbosity=0` turns them back on.
 """
 
 import os
@@ -60,12 +63,14 @@ def _cluster_size() -> int:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS["verbosity"].present:  # no Orbax/CLU INFO lines
+    logging.set_verbosity(logging.WARNING)
   # TensorFlow only reads data; keep it off the accelerators.
   tf.config.set_visible_devices([], "GPU")
   _initialize_distributed()
-  logging.info("JAX process %d of %d; %d local of %d devices: %s",
-               jax.process_index(), jax.process_count(),
-               jax.local_device_count(), jax.device_count(), jax.devices())
+  if jax.process_index() == 0:
+    print(f"JAX: {jax.process_count()} process(es), {jax.device_count()} "
+          f"device(s): {jax.devices()}", flush=True)
   results = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   if jax.process_index() == 0:
     print(train.describe_results(results, _WORKDIR.value), flush=True)

@@ -373,7 +373,7 @@ def restore_latest(manager: ocp.CheckpointManager,
   step = manager.latest_step()
   if step is None:
     return state
-  logging.info("Restoring %s at step %d.", manager.directory, step)
+  print(f"Restoring {manager.directory} at step {step}.", flush=True)
   return manager.restore(step, args=ocp.args.StandardRestore(state))
 
 

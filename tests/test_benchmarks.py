@@ -67,3 +67,38 @@ def test_learning_summary_averages_over_seeds():
   _, rows = learning.summarize(runs)
   assert rows[0][:2] == ["a", 2]
   np.testing.assert_allclose(rows[0][2:4], [0.7, 0.2])
+
+
+def test_reader_noise_patches_show_the_deciding_sign():
+  from benchmarks import reader_noise  # pylint: disable=g-import-not-at-top
+  from ptopk_patch_selection.datasets import traffic_scene  # pylint: disable=g-import-not-at-top
+  spec = traffic_scene.SceneSpec(128, 128, sign_diameter=(16, 22), margin=4)
+  signs, randoms, labels = reader_noise.make_patches(8, 0, spec, 40)
+  assert signs.shape == randoms.shape == (8, 40, 40, 3)
+  np.testing.assert_array_equal(labels, [0, 1, 2, 3] * 2)
+  for index in range(8):
+    image, objects = traffic_scene.render_scene(
+        spec, index % 4, reader_noise.drawing.example_rng(0, 0, index))
+    sign, _, _ = reader_noise.scene_patches(index, 0, spec, 40)
+    np.testing.assert_array_equal(sign, signs[index])
+    pixels = np.asarray(image)
+    # The patch is a window of the image holding a whole ring sign.
+    found = [
+        (y, x) for y in range(128 - 39) for x in range(128 - 39)
+        if np.array_equal(pixels[y:y + 40, x:x + 40], sign)]
+    assert found
+    y, x = found[0]
+    inside = [o for o in objects
+              if o["bbox"][0] * 128 >= y and o["bbox"][1] * 128 >= x and
+              o["bbox"][2] * 128 <= y + 40 and o["bbox"][3] * 128 <= x + 40]
+    if index % 4:
+      assert any(o["is_target"] for o in inside)
+    else:
+      assert inside
+  rng = np.random.default_rng(0)
+  for coverage, expected in ((1.0, signs), (0.0, randoms)):
+    patches, batch_labels = reader_noise.mixed_batch(
+        rng, signs, randoms, labels, 6, coverage)
+    for patch, label in zip(patches, batch_labels):
+      assert any(np.array_equal(patch, e) and label == labels[i]
+                 for i, e in enumerate(expected))

@@ -140,3 +140,16 @@ def test_billiard_disc_ratio_sets_the_number_disc_size():
     return (sprite[..., :3].min(-1) > 200).sum()  # the near-white disc
   sizes = [disc_pixels(ratio) for ratio in (0.155, 0.22, 0.5)]
   assert 0 < sizes[0] < sizes[1] < sizes[2]
+
+
+def test_traffic_digit_height_sets_the_number_size():
+  # pylint: disable=protected-access
+  def ink_rows(digit_height):
+    sprite = np.asarray(traffic_scene._ring_sign_sprite(
+        np.random.default_rng(0), 60.0, "80", digit_height), np.float64)
+    dark = (sprite[..., :3].max(-1) < 100) & (sprite[..., 3] > 200)  # ink
+    rows = np.flatnonzero(dark.any(-1))
+    return rows[-1] - rows[0] + 1
+  heights = [ink_rows(ratio) for ratio in (0.25, 0.34, 0.5)]
+  assert heights[0] < heights[1] < heights[2]
+  assert abs(heights[1] - 0.34 * 60) <= 3  # the ink box is that tall

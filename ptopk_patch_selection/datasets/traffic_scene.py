@@ -51,6 +51,9 @@ class SceneSpec:
     num_ring_signs: (min, max) ring signs per image, inclusive.
     margin: minimum distance of a ring sign from the image border (pixels).
     min_gap: minimum distance between two ring-sign boxes (pixels).
+    digit_height: height of a sign's number as a fraction of its diameter.
+      Real speed-limit signs have larger numbers, but at 0.5 they become
+      partly readable at 8x (data/README.md), hence the smaller default.
   """
   height: int = 512
   width: int = 512
@@ -58,6 +61,7 @@ class SceneSpec:
   num_ring_signs: tuple[int, int] = (2, 4)
   margin: int = 48
   min_gap: int = 2
+  digit_height: float = 0.34
 
 
 def _sky_and_ground(rng, h, w, horizon):
@@ -144,7 +148,7 @@ def _draw_clutter(draw, rng, h, w, horizon):
       drawing.draw_centered_text(draw, (cx, cy), "P", r, (245, 245, 245))
 
 
-def _ring_sign_sprite(rng, diameter, content):
+def _ring_sign_sprite(rng, diameter, content, digit_height):
   """A red-ring disc with `content` ("50", "bar", "" ...), as RGBA."""
   red = (int(rng.integers(190, 236)), int(rng.integers(15, 55)),
          int(rng.integers(15, 55)))
@@ -160,7 +164,8 @@ def _ring_sign_sprite(rng, diameter, content):
       draw.rectangle((0.27 * s, 0.44 * s, 0.73 * s, 0.56 * s),
                      fill=(ink,) * 3 + (255,))
     elif content:
-      drawing.draw_centered_text(draw, (s / 2, s / 2), content, 0.34 * s,
+      drawing.draw_centered_text(draw, (s / 2, s / 2), content,
+                                 digit_height * s,
                                  (ink,) * 3 + (255,))
 
   sprite = drawing.rgba_sprite(diameter, rng.uniform(0.85, 1.0), draw_fn)
@@ -218,8 +223,8 @@ def render_scene(spec: SceneSpec, label: int, rng: np.random.Generator):
   if label > 0:
     contents[0] = str(TARGET_NUMBERS[label - 1])
   rng.shuffle(contents)  # always, so the rest of the scene ignores the label
-  sprites = [_ring_sign_sprite(rng, rng.uniform(*spec.sign_diameter), c)
-             for c in contents]
+  sprites = [_ring_sign_sprite(rng, rng.uniform(*spec.sign_diameter), c,
+                               spec.digit_height) for c in contents]
   boxes = _place_boxes(rng, spec, [s.size for s in sprites])
   pole = drawing.random_color(rng, 80, 160)
   for x, y, bw, bh in boxes:  # poles first, so no pole crosses a sign

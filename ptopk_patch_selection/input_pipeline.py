@@ -82,9 +82,13 @@ def _open_split(name: str, split: str, data_dir: str, manual_dir: str):
                               manual_dir=manual_dir) +
         (f"\nIt reads files you download by hand:\n{instructions}"
          if instructions else ""))
+  # Images stay encoded: `image` is decoded here, others (CUB's
+  # segmentation_mask) are never used.
+  decoders = {name: tfds.decode.SkipDecoding()
+              for name, feature in builder.info.features.items()
+              if isinstance(feature, tfds.features.Image)}
   try:
-    return builder, builder.as_data_source(
-        split=split, decoders={"image": tfds.decode.SkipDecoding()})
+    return builder, builder.as_data_source(split=split, decoders=decoders)
   except NotImplementedError as e:
     raise ValueError(
         f"Dataset {name!r} in {data_dir} is not stored as ArrayRecord. "

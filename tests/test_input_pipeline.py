@@ -223,6 +223,18 @@ def cub_pipelines():
     return [input_pipeline.create_datasets(c) for c in (config, config, other)]
 
 
+def test_cub_records_keep_their_images_encoded():
+  """The unused segmentation_mask is never decoded (nor is image, here)."""
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
+                              as_data_source_fn=_fake_cub_source), \
+       mock.patch.object(tfds.core.DatasetBuilder, "is_prepared",
+                         return_value=True):
+    _, source = input_pipeline._open_split(
+        cub.get_config().dataset.name, "train", "unused", "unused")
+  assert isinstance(source[0]["image"], bytes)
+  assert isinstance(source[0]["segmentation_mask"], bytes)
+
+
 def _find_crop(image, pixels):
   """(top, left, flipped) where `image` shows pixels / 127.5 - 1, or None."""
   size = image.shape[0]

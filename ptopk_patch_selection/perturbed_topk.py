@@ -101,10 +101,9 @@ def sample_perturbed_indices(key: jax.Array, scores: jax.Array, k: int,
   """
   scores = jax.lax.stop_gradient(scores)
   if num_samples is not None:
-    scores = scores[:, None]
-  shape = scores.shape[:1] + (() if num_samples is None else
-                              (num_samples,)) + scores.shape[-1:]
-  noise = sample_noise(key, shape, kind)
+    b, d = scores.shape
+    scores = jnp.broadcast_to(scores[:, None], (b, num_samples, d))
+  noise = sample_noise(key, scores.shape, kind)
   return topk_indices(scores + sigma * noise, k), noise
 
 

@@ -373,7 +373,8 @@ def restore_latest(manager: ocp.CheckpointManager,
   step = manager.latest_step()
   if step is None:
     return state
-  print(f"Restoring {manager.directory} at step {step}.", flush=True)
+  if jax.process_index() == 0:
+    print(f"Restoring {manager.directory} at step {step}.", flush=True)
   return manager.restore(step, args=ocp.args.StandardRestore(state))
 
 

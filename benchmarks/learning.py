@@ -158,6 +158,7 @@ def plot_curves(runs: list[dict], path: str) -> None:
 
 def main(argv):
   del argv
+  train.quiet_library_logs()
   root = _RUNS_DIR.value or tempfile.mkdtemp(prefix="learning_")
   runs = []
   names = _VARIANTS.value or list(LONG_VARIANTS if _LONG.value else VARIANTS)

@@ -18,7 +18,6 @@ import os
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 from ml_collections import config_flags
 import tensorflow as tf
@@ -63,8 +62,7 @@ def _cluster_size() -> int:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:  # no Orbax/CLU INFO lines
-    logging.set_verbosity(logging.WARNING)
+  train.quiet_library_logs()
   # TensorFlow only reads data; keep it off the accelerators.
   tf.config.set_visible_devices([], "GPU")
   _initialize_distributed()

@@ -27,6 +27,7 @@ import os
 import time
 from typing import Any
 
+from absl import flags
 from absl import logging
 from clu import metric_writers
 from clu import metrics
@@ -469,6 +470,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if first_step >= total:  # nothing left to train: evaluate the checkpoint
     results, _ = trainer.evaluate(state, pipeline)
   return results
+
+
+def quiet_library_logs() -> None:
+  """Logs at WARNING unless --verbosity was given: no Orbax/CLU INFO lines.
+
+  For command-line programs, after absl has parsed the flags.
+  """
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
 
 
 def describe_results(results: dict[str, float], workdir: str) -> str:

@@ -14,7 +14,6 @@ import os
 
 from absl import app
 from absl import flags
-from absl import logging
 import jax
 from jax.sharding import Mesh
 import numpy as np
@@ -62,8 +61,7 @@ def write_pictures(workdir: str, num_images: int,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS["verbosity"].present:  # no Orbax/CLU INFO lines
-    logging.set_verbosity(logging.WARNING)
+  train.quiet_library_logs()
   for path in write_pictures(_WORKDIR.value, _NUM_IMAGES.value,
                              _OUTPUT_DIR.value):
     print(path)

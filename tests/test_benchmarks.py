@@ -10,6 +10,8 @@ from benchmarks import released_baselines
 from benchmarks import update_readme
 from ptopk_patch_selection import patches
 from ptopk_patch_selection import perturbed_topk as ptopk
+from ptopk_patch_selection.datasets import drawing
+from ptopk_patch_selection.datasets import traffic_scene
 
 
 def test_update_readme_replaces_only_marked_blocks(tmp_path):
@@ -71,14 +73,13 @@ def test_learning_summary_averages_over_seeds():
 
 def test_reader_noise_patches_show_the_deciding_sign():
   from benchmarks import reader_noise  # pylint: disable=g-import-not-at-top
-  from ptopk_patch_selection.datasets import traffic_scene  # pylint: disable=g-import-not-at-top
   spec = traffic_scene.SceneSpec(128, 128, sign_diameter=(16, 22), margin=4)
   signs, randoms, labels = reader_noise.make_patches(8, 0, spec, 40)
   assert signs.shape == randoms.shape == (8, 40, 40, 3)
   np.testing.assert_array_equal(labels, [0, 1, 2, 3] * 2)
   for index in range(8):
     image, objects = traffic_scene.render_scene(
-        spec, index % 4, reader_noise.drawing.example_rng(0, 0, index))
+        spec, index % 4, drawing.example_rng(0, 0, index))
     sign, _, _ = reader_noise.scene_patches(index, 0, spec, 40)
     np.testing.assert_array_equal(sign, signs[index])
     pixels = np.asarray(image)

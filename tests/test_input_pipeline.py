@@ -3,6 +3,7 @@
 """Input pipeline: determinism, resumption, sharding, eval padding, CUB."""
 # pylint: disable=protected-access
 
+import contextlib
 import io
 import itertools
 import subprocess
@@ -203,32 +204,35 @@ def _fake_cub_source(builder, split, decoders=None, **kwargs):
   return records
 
 
+@contextlib.contextmanager
+def _fake_cub():
+  """The real caltech_birds2011 builder (features, 200 classes) on fake records.
+
+  tfds.testing.mock_data gives the builder without files; its
+  download_and_prepare does nothing, so is_prepared is mocked too.
+  """
+  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
+                              as_data_source_fn=_fake_cub_source), \
+       mock.patch.object(tfds.core.DatasetBuilder, "is_prepared",
+                         return_value=True):
+    yield
+
+
 @pytest.fixture(scope="module")
 def cub_pipelines():
-  """create_datasets for configs/cub.py on fake records: seed, seed again, +1.
-
-  tfds.testing.mock_data gives the real caltech_birds2011 builder (features,
-  200 classes) without files; its download_and_prepare does nothing, so
-  is_prepared is mocked too.
-  """
+  """create_datasets for configs/cub.py on fake CUB: seed, seed again, +1."""
   config = cub.get_config()
   config.batch_size, config.eval_batch_size = 4, 3
   other = cub.get_config()
   other.batch_size, other.eval_batch_size = 4, 3
   other.seed += 1
-  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
-                              as_data_source_fn=_fake_cub_source), \
-       mock.patch.object(tfds.core.DatasetBuilder, "is_prepared",
-                         return_value=True):
+  with _fake_cub():
     return [input_pipeline.create_datasets(c) for c in (config, config, other)]
 
 
 def test_cub_records_keep_their_images_encoded():
   """The unused segmentation_mask is never decoded (nor is image, here)."""
-  with tfds.testing.mock_data(policy=tfds.testing.MockPolicy.USE_CODE,
-                              as_data_source_fn=_fake_cub_source), \
-       mock.patch.object(tfds.core.DatasetBuilder, "is_prepared",
-                         return_value=True):
+  with _fake_cub():
     _, source = input_pipeline._open_split(
         cub.get_config().dataset.name, "train", "unused", "unused")
   assert isinstance(source[0]["image"], bytes)

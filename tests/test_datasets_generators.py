@@ -153,3 +153,53 @@ def test_traffic_digit_height_sets_the_number_size():
   heights = [ink_rows(ratio) for ratio in (0.25, 0.34, 0.5)]
   assert heights[0] < heights[1] < heights[2]
   assert abs(heights[1] - 0.34 * 60) <= 3  # the ink box is that tall
+
+
+def test_texture_codes_differ_at_full_resolution_and_vanish_at_4x_and_8x():
+  codes = {c: traffic_scene.texture_code(c, 64, 20, 240).astype(np.float64)
+           for c in ("50", "70", "80", "")}
+  for a, b in itertools.combinations(codes.values(), 2):
+    assert np.abs(a - b).mean() > 50  # full resolution: plainly different
+  for factor in (4, 8):
+    pooled = [code.reshape(64 // factor, factor, 64 // factor, factor).mean(
+        (1, 3)) for code in codes.values()]
+    for block in pooled:  # every code averages to the flat grey
+      np.testing.assert_allclose(block, pooled[-1], atol=0.5)
+
+
+def test_texture_scenes_code_the_target_and_keep_the_geometry():
+  """content="texture": same boxes and labels; the target's inside is
+  striped, a distractor's flat, and both look alike after 8x pooling."""
+  digits = traffic_scene.SceneSpec(256, 256, sign_diameter=(48, 60),
+                                   margin=16)
+  texture = traffic_scene.SceneSpec(256, 256, sign_diameter=(48, 60),
+                                    margin=16, content="texture")
+  for index in range(1, 4):  # labels 1-3: one target each
+    _, digit_objects = traffic_scene.render_scene(
+        digits, index, drawing.example_rng(0, 0, index))
+    image, objects = traffic_scene.render_scene(
+        texture, index, drawing.example_rng(0, 0, index))
+    assert [o["bbox"] for o in objects] == [o["bbox"] for o in digit_objects]
+    assert traffic_scene.label_from_objects(objects) == index
+    pixels = np.asarray(image, np.float64).mean(-1)
+    inside = []
+    for o in objects:
+      y0, x0, y1, x1 = (np.array(o["bbox"]) * 256).astype(int)
+      cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+      inside.append(pixels[cy - 8:cy + 8, cx - 8:cx + 8])
+      assert o["number"] == (traffic_scene.TARGET_NUMBERS[index - 1]
+                             if o["is_target"] else 0)
+    stripes = [np.abs(np.diff(p, axis=0)).mean() +
+               np.abs(np.diff(p, axis=1)).mean() for p in inside]
+    target = [o["is_target"] for o in objects].index(True)
+    assert stripes[target] > 60
+    assert all(s < 30 for i, s in enumerate(stripes) if i != target)
+    # At 8x the target's inside has the distractors' grey, up to shading.
+    pooled = [p.mean() for p in inside]
+    distractor = np.mean([m for i, m in enumerate(pooled) if i != target])
+    assert abs(pooled[target] - distractor) < 40
+
+
+def test_scene_spec_rejects_unknown_content():
+  with pytest.raises(ValueError, match="content='numbers'"):
+    traffic_scene.SceneSpec(content="numbers")

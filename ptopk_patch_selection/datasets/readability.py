@@ -51,6 +51,8 @@ _DOWNSCALES = flags.DEFINE_list("downscales", ["1", "4", "8"],
 _NUM_IMAGES = flags.DEFINE_integer("probe_images", 2000,
                                    "Generated images per generator.")
 _STEPS = flags.DEFINE_integer("steps", 2000, "CNN training steps.")
+_GENERATOR_NAMES = flags.DEFINE_list("generators", None,
+                                     "Generators to probe (default: all).")
 
 _FEATURES = (32, 32, 64, 64)  # channels of the 3x3 convolutions
 _MAX_UNSTRIDED = 12  # convolutions on wider inputs have stride 2
@@ -66,6 +68,10 @@ def _traffic_class(number: int) -> int:
 
 GENERATORS = {
     # name: (make_example, spec, object number -> class, number of classes)
+    "synthetic_traffic_signs/textures": (
+        traffic_scene.make_example,
+        traffic_scene.SceneSpec(sign_diameter=(48, 64), content="texture"),
+        _traffic_class, 4),
     "synthetic_traffic_signs/small": (
         traffic_scene.make_example, traffic_scene.SceneSpec(), _traffic_class,
         4),
@@ -217,7 +223,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   factors = [int(f) for f in _DOWNSCALES.value]
-  for name, (make_example, spec, to_class, num_classes) in GENERATORS.items():
+  names = _GENERATOR_NAMES.value or list(GENERATORS)
+  unknown = sorted(set(names) - set(GENERATORS))
+  if unknown:
+    raise app.UsageError(f"--generators: unknown {unknown}; choose from "
+                         f"{sorted(GENERATORS)}.")
+  for name in names:
+    make_example, spec, to_class, num_classes = GENERATORS[name]
     fn = functools.partial(make_example, spec, 12345, 0)
     examples = list(generation.parallel_map(fn, range(_NUM_IMAGES.value)))
     results = probe(examples, spec.height, to_class, num_classes, factors,

@@ -5,7 +5,11 @@
 Scenes are drawn by `traffic_scene` (see its docstring for the content and the
 geometry bound). Configs:
 
-  small : 512x512, 3000 train / 500 test; the CPU default. Signs of 26-36 px
+  textures : 512x512, 3000 train / 500 test; the CPU default. Signs of 48-64
+          px carry texture codes (stripes, a checkerboard) that vanish at
+          the scorer's 8x downscale and that a small CNN learns quickly.
+  small : 512x512, 3000 train / 500 test, the digits; the hard variant (its
+          reader needs far more steps than a CPU run has). Signs of 26-36 px
           are unreadable at the scorer's 8x downscale.
   paper : 960x1280 like the Swedish Traffic Signs, 747 train / 684 test, the
           same 26-36 px signs.
@@ -35,9 +39,13 @@ def _config(name, description, spec, train, test, scorer_downscale=8):
 class SyntheticTrafficSigns(generation.SyntheticBuilder):
   """Road scenes with zero or one speed-limit sign among look-alikes."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release.",
+                   "1.1.0": "The textures config; other configs unchanged."}
   BUILDER_CONFIGS = [
+      _config("textures", "512x512, texture-coded signs, CPU-sized.",
+              traffic_scene.SceneSpec(512, 512, sign_diameter=(48, 64),
+                                      content="texture"), 3000, 500),
       _config("small", "512x512, CPU-sized.",
               traffic_scene.SceneSpec(512, 512), 3000, 500),
       _config("paper", "960x1280, the Swedish Traffic Signs sizes.",

@@ -18,6 +18,14 @@ digits does. Ring signs are `sign_diameter` pixels wide (26-36 px by default),
 readable at full resolution and at 4x downscaling, unreadable at 8x (see
 data/README.md, readability).
 
+With `SceneSpec.content="texture"` a sign's inside carries a code instead of
+digits: 2 px stripes, horizontal for 50, vertical for 70, a checkerboard of
+2 px squares for 80, and distractors are filled flat with the stripes' mean
+grey. Any average over whole 4 px periods (an 8x or 4x downscale) turns every
+code into that same grey, so the codes vanish at the scorer's resolution,
+while a small CNN learns them from a few hundred examples, even from part of
+a sign.
+
 Geometry bound (tested): ring-sign bounding boxes are pairwise disjoint, at
 least `min_gap` pixels apart, and at least `margin` pixels from the border.
 
@@ -38,6 +46,9 @@ TARGET_NUMBERS = (50, 70, 80)  # label i (1..3) <-> TARGET_NUMBERS[i - 1]
 DISTRACTOR_NUMBERS = (20, 30, 60, 90)
 # Distractor contents: a number, a horizontal bar or nothing (number 0).
 _DISTRACTOR_KINDS = tuple(str(n) for n in DISTRACTOR_NUMBERS) + ("bar", "")
+# What a ring sign carries: its number in digits, or a texture code.
+CONTENTS = ("digits", "texture")
+TEXTURE_PERIOD = 4  # px; stripes and squares are half a period wide
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +65,8 @@ class SceneSpec:
     digit_height: height of a sign's number as a fraction of its diameter.
       Real speed-limit signs have larger numbers, but at 0.5 they become
       partly readable at 8x (data/README.md), hence the smaller default.
+    content: "digits" (the number, drawn) or "texture" (a texture code per
+      target number, flat grey distractors; see the module docstring).
   """
   height: int = 512
   width: int = 512
@@ -62,6 +75,11 @@ class SceneSpec:
   margin: int = 48
   min_gap: int = 2
   digit_height: float = 0.34
+  content: str = "digits"
+
+  def __post_init__(self):
+    if self.content not in CONTENTS:
+      raise ValueError(f"content={self.content!r} is not one of {CONTENTS}.")
 
 
 def _sky_and_ground(rng, h, w, horizon):
@@ -148,8 +166,38 @@ def _draw_clutter(draw, rng, h, w, horizon):
       drawing.draw_centered_text(draw, (cx, cy), "P", r, (245, 245, 245))
 
 
-def _ring_sign_sprite(rng, diameter, content, digit_height):
-  """A red-ring disc with `content` ("50", "bar", "" ...), as RGBA."""
+def texture_code(content: str, size: int, dark: int,
+                 light: int) -> np.ndarray:
+  """uint8 (size, size) texture of a texture-mode sign's inside.
+
+  "50": horizontal stripes, "70": vertical stripes, "80": a checkerboard,
+  each of `TEXTURE_PERIOD` / 2 px; anything else: flat, the stripes' mean.
+  """
+  y, x = np.mgrid[:size, :size] // (TEXTURE_PERIOD // 2) % 2
+  on = {"50": y, "70": x, "80": (y + x) % 2}.get(content)
+  if on is None:
+    return np.full((size, size), (dark + light + 1) // 2, np.uint8)
+  return np.where(on == 1, dark, light).astype(np.uint8)
+
+
+def _paint_texture(sprite, content, ring, dark, light):
+  """Fills the white inside of an RGBA ring-sign sprite with its code."""
+  rgba = np.array(sprite)
+  h, w = rgba.shape[:2]
+  y, x = np.mgrid[:h, :w] + 0.5
+  radius = min(h, w) / 2 * (1 - 2 * ring) - 1.0  # clear of the ring's edge
+  inside = (y - h / 2) ** 2 + (x - w / 2) ** 2 < radius ** 2
+  code = texture_code(content, max(h, w), dark, light)[:h, :w]
+  rgba[inside, :3] = code[inside, None]
+  return Image.fromarray(rgba, "RGBA")
+
+
+def _ring_sign_sprite(rng, diameter, content, digit_height,
+                      texture=False):
+  """A red-ring disc with `content` ("50", "bar", "" ...), as RGBA.
+
+  With `texture`, the inside carries `texture_code(content)` instead.
+  """
   red = (int(rng.integers(190, 236)), int(rng.integers(15, 55)),
          int(rng.integers(15, 55)))
   white = int(rng.integers(225, 256))
@@ -160,6 +208,8 @@ def _ring_sign_sprite(rng, diameter, content, digit_height):
     draw.ellipse((0, 0, s - 1, s - 1), fill=red + (255,))
     t = ring * s
     draw.ellipse((t, t, s - 1 - t, s - 1 - t), fill=(white,) * 3 + (255,))
+    if texture:  # painted at the final resolution, below
+      return
     if content == "bar":
       draw.rectangle((0.27 * s, 0.44 * s, 0.73 * s, 0.56 * s),
                      fill=(ink,) * 3 + (255,))
@@ -169,6 +219,8 @@ def _ring_sign_sprite(rng, diameter, content, digit_height):
                                  (ink,) * 3 + (255,))
 
   sprite = drawing.rgba_sprite(diameter, rng.uniform(0.85, 1.0), draw_fn)
+  if texture:
+    sprite = _paint_texture(sprite, content, ring, ink, white)
   shade = rng.uniform(0.75, 1.0)
   r, g, b, a = sprite.split()
   rgb = Image.merge("RGB", (r, g, b)).point(lambda v: int(v * shade))
@@ -220,11 +272,14 @@ def render_scene(spec: SceneSpec, label: int, rng: np.random.Generator):
                                spec.num_ring_signs[1] + 1))
   contents = [str(_DISTRACTOR_KINDS[i]) for i in
               rng.integers(len(_DISTRACTOR_KINDS), size=num_signs)]
+  texture = spec.content == "texture"
+  if texture:  # every distractor is flat grey
+    contents = [""] * num_signs
   if label > 0:
     contents[0] = str(TARGET_NUMBERS[label - 1])
   rng.shuffle(contents)  # always, so the rest of the scene ignores the label
   sprites = [_ring_sign_sprite(rng, rng.uniform(*spec.sign_diameter), c,
-                               spec.digit_height) for c in contents]
+                               spec.digit_height, texture) for c in contents]
   boxes = _place_boxes(rng, spec, [s.size for s in sprites])
   pole = drawing.random_color(rng, 80, 160)
   for x, y, bw, bh in boxes:  # poles first, so no pole crosses a sign

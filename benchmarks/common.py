@@ -9,6 +9,7 @@ import statistics
 import time
 
 import jax
+import ml_collections
 
 RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
 
@@ -58,3 +59,16 @@ def write_results(name: str, results: dict, table: str) -> str:
   with open(os.path.join(RESULTS_DIR, f"{name}.md"), "w") as f:
     f.write(table + "\n")
   return path
+
+
+def override(config: ml_collections.ConfigDict,
+             pairs) -> ml_collections.ConfigDict:
+  """A copy of `config` with (dotted field, value) pairs set."""
+  config = config.copy_and_resolve_references()
+  for field, value in pairs:
+    *parents, last = field.split(".")
+    node = config
+    for parent in parents:
+      node = node[parent]
+    node[last] = value
+  return config

@@ -61,7 +61,8 @@ VARIANTS = {
     "sinkhorn": (("model.selection", "sinkhorn"),
                  ("model.sinkhorn.epsilon", 1e-2),
                  ("model.sinkhorn.num_iterations", 200)),
-    "random": (("model.selection", "random"),),
+    "random": (("model.selection", "random"),
+               ("model.selection_eval", "random")),
     "downscaled_cnn": (("model.name", "whole_image"),
                        ("model.whole_image_downscale", 8)),
     "perturbed_eval": (("model.selection_eval", "perturbed"),),
@@ -96,13 +97,7 @@ def variant_config(name: str, seed: int, num_train_steps: int | None = None):
     config.num_train_steps = num_train_steps
     config.eval_every_steps = max(num_train_steps // 5, 1)
     config.checkpoint_every_steps = num_train_steps
-  for field, value in VARIANTS.get(name, ()):
-    *parents, last = field.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[last] = value
-  return config
+  return common.override(config, VARIANTS.get(name, ()))
 
 
 def run(name: str, seed: int, workdir: str, data_dir: str,

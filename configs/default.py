@@ -67,6 +67,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.sinkhorn.epsilon = 1e-4
   config.model.sinkhorn.num_iterations = 2000
   config.model.soft_extractor = "matmul"  # "matmul", "scan"
+  # Candidate patch (i, j): "released" (stride h // H', as released) or
+  # "scorer" (centred where score (i, j) looked; patches.PatchGrid).
+  config.model.patch_grid = "released"
   config.model.append_position = False
   # "ats_traffic", "resnet18", "resnet18_thin", "resnet50"
   config.model.feature_network = "ats_traffic"
@@ -99,6 +102,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Selection noise: sigma decays linearly from sigma to sigma_end.
   config.sigma = 0.05
   config.sigma_end = 0.0
+  # Noise scale of selection_eval="perturbed": None uses the training
+  # sigma of the evaluated step, a number fixes it.
+  config.sigma_eval = ml_collections.config_dict.placeholder(float)
   config.entropy_regularizer = 0.01  # weight of -entropy(softmax(raw scores))
 
   # Optimisation.
@@ -107,6 +113,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 1e-4  # decoupled, scaled by the learning rate
   config.momentum = 0.9  # sgd only
   config.gradient_clip = 0.1  # element-wise value clipping; 0 disables
+  # Regex of parameter paths ("head/logits/kernel") that are not trained.
+  config.frozen_params = ""
   config.schedule = "cosine"  # "cosine", "piecewise"
   config.warmup_ratio = 0.1
   config.decay_at_steps = ()  # piecewise: multiply by decay_factor at these

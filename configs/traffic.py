@@ -60,6 +60,7 @@ def get_config(variant: str = ""):
   config.num_train_steps = 70_000
   if variant == "random":
     config.model.selection = "random"
+    config.model.selection_eval = "random"
   elif variant == "sinkhorn":
     config.model.selection = "sinkhorn"
   elif variant == "diagonal":

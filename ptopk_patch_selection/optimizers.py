@@ -9,11 +9,17 @@
   sgd:   clip -> L2 weight decay added to the gradient -> SGD with momentum
          (NTS-Net / CUB). The released code added it with the wrong sign,
          which made the weights grow.
+Parameters whose path ("scorer/Conv_0/kernel") matches the regular
+expression `frozen_params` are not updated (no step, no weight decay), as the
+released code's freezing by regex.
 Schedules: linear warmup over `warmup_ratio` of the steps, then cosine decay
 to 0 ("cosine") or a piecewise-constant decay by `decay_factor` at
 `decay_at_steps` ("piecewise").
 """
 
+import re
+
+import flax.traverse_util
 import ml_collections
 import optax
 
@@ -43,10 +49,31 @@ def create_learning_rate_fn(
                    f"{SCHEDULES}.")
 
 
+def frozen_labels(pattern: str):
+  """params -> the same tree of "frozen" / "trained" labels, by path."""
+  regex = re.compile(pattern)
+
+  def labels(params):
+    flat = flax.traverse_util.flatten_dict(params, sep="/")
+    return flax.traverse_util.unflatten_dict(
+        {path: "frozen" if regex.search(path) else "trained"
+         for path in flat}, sep="/")
+  return labels
+
+
 def create_optimizer(config: ml_collections.ConfigDict,
                      learning_rate_fn: optax.Schedule
                      ) -> optax.GradientTransformation:
-  """The optax chain of `config.optimizer`."""
+  """The optax chain of `config.optimizer`, frozen_params excluded."""
+  optimizer = _optimizer(config, learning_rate_fn)
+  if not config.frozen_params:
+    return optimizer
+  return optax.multi_transform(
+      {"trained": optimizer, "frozen": optax.set_to_zero()},
+      frozen_labels(config.frozen_params))
+
+
+def _optimizer(config, learning_rate_fn):
   clip = (optax.clip(config.gradient_clip) if config.gradient_clip > 0 else
           optax.identity())
   if config.optimizer == "adamw":

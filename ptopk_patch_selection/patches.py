@@ -6,7 +6,12 @@ The scorer's output grid (H', W') defines d = H' * W' candidate patches of the
 full-resolution image: cell (i, j) has stride (s_h, s_w) = (h // H', w // W')
 and its patch is a `patch_size` square whose top-left corner in image
 coordinates is (i * s_h - (p - s_h) // 2, j * s_w - (p - s_w) // 2), i.e.
-roughly centred on the cell, as in the released code. Parts that fall outside
+roughly centred on the cell, as in the released code. That cell is not quite
+where the scorer looked: score (i, j) comes from the region centred at
+(c (i + 1), c (j + 1)) in image pixels, c = 8 * downscale (models/scorer.py),
+27-43 px away from its patch's centre for the default's 7x7 grid on 512 px.
+`PatchGrid(..., cell_stride=c)` centres patch (i, j) there instead: stride
+(c, c) and top-left corner (c (i + 1) - p // 2, c (j + 1) - p // 2). Parts that fall outside
 the image are padded ("constant" zeros as in the released code, or "edge" /
 "reflect", which do not create artificial edges at the border).
 
@@ -44,10 +49,14 @@ class PatchGrid:
     image_size: (h, w) of the full-resolution image.
     grid_size: (H', W') of the scorer's output.
     patch_size: side p of the square patches.
+    cell_stride: None: the released geometry (stride h // H', w // W').
+      Else the scorer's cell stride c in image pixels: patch (i, j) is
+      centred on (c (i + 1), c (j + 1)), where score (i, j) looked.
   """
   image_size: tuple[int, int]
   grid_size: tuple[int, int]
   patch_size: int
+  cell_stride: int | None = None
 
   def __post_init__(self):
     (h, w), (gh, gw), p = self.image_size, self.grid_size, self.patch_size
@@ -60,6 +69,10 @@ class PatchGrid:
     if not 1 <= p <= min(h, w):
       raise ValueError(f"patch_size={p} must be between 1 and the image's "
                        f"smaller side ({h}x{w}).")
+    c = self.cell_stride
+    if c is not None and not (c >= 1 and c * gh <= h and c * gw <= w):
+      raise ValueError(f"cell_stride={c}: {gh}x{gw} cells of {c} px do not "
+                       f"fit the image {h}x{w}.")
 
   @property
   def num_patches(self) -> int:
@@ -67,12 +80,16 @@ class PatchGrid:
 
   @property
   def stride(self) -> tuple[int, int]:
+    if self.cell_stride is not None:
+      return (self.cell_stride, self.cell_stride)
     return (self.image_size[0] // self.grid_size[0],
             self.image_size[1] // self.grid_size[1])
 
   @property
   def origin(self) -> tuple[int, int]:
     """Top-left corner of patch (0, 0) in image coordinates (may be < 0)."""
+    if self.cell_stride is not None:
+      return (self.cell_stride - self.patch_size // 2,) * 2
     return tuple(-((self.patch_size - s) // 2) for s in self.stride)
 
   def corners(self, indices: jax.Array) -> tuple[jax.Array, jax.Array]:

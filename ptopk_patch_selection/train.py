@@ -24,6 +24,7 @@ No non-finite value is ever checkpointed.
 
 import json
 import os
+import re
 import time
 from typing import Any
 
@@ -103,6 +104,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 
   check(config.sigma >= 0, f"sigma={config.sigma} must be >= 0.")
   check(config.sigma_end >= 0, f"sigma_end={config.sigma_end} must be >= 0.")
+  check(config.sigma_eval is None or config.sigma_eval >= 0,
+        f"sigma_eval={config.sigma_eval} must be >= 0 (or None: the current "
+        "training sigma).")
+  try:
+    re.compile(config.frozen_params)
+  except re.error as e:
+    check(False, f"frozen_params={config.frozen_params!r} is not a regular "
+          f"expression ({e}).")
   check(config.num_train_steps >= 1,
         f"num_train_steps={config.num_train_steps} must be >= 1.")
   for field in ("batch_size", "eval_batch_size"):
@@ -118,16 +127,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"{optimizers.OPTIMIZERS}.")
   check(config.schedule in optimizers.SCHEDULES,
         f"schedule={config.schedule!r} is not one of {optimizers.SCHEDULES}.")
-
-
-def patch_grid(config: ml_collections.ConfigDict) -> patches.PatchGrid | None:
-  """The candidate patches of a PatchNet config (None for other models)."""
-  if config.model.name != "patchnet":
-    return None
-  image_size = tuple(config.dataset.image_size)
-  return patches.PatchGrid(
-      image_size, models.Scorer.grid_size(image_size, config.model.downscale),
-      config.model.patch_size)
 
 
 def _coverage(aux, batch, grid) -> tuple[jax.Array, jax.Array]:
@@ -161,7 +160,9 @@ class Trainer:
     self.image_size = tuple(config.dataset.image_size)
     self.model = models.create_model(config.model, num_classes=num_classes,
                                      image_size=self.image_size)
-    self.grid = patch_grid(config)
+    # Models that select patches say where their candidates lie.
+    self.grid = (self.model.candidate_grid(self.image_size)
+                 if hasattr(self.model, "candidate_grid") else None)
     self.learning_rate_fn = optimizers.create_learning_rate_fn(config)
     self.tx = optimizers.create_optimizer(config, self.learning_rate_fn)
     self.replicated = NamedSharding(mesh, PartitionSpec())
@@ -250,12 +251,20 @@ class Trainer:
         skipped=1.0 - finite.astype(jnp.float32), **outputs)
     return new_state, step_metrics
 
-  def _eval_step(self, state: TrainState, batch):
-    """Sums over the valid rows of one eval batch, and picture data."""
+  def _eval_step(self, state: TrainState, batch, batch_index):
+    """Sums over the valid rows of one eval batch, and picture data.
+
+    Random draws at evaluation (random patches, perturbed Top-K with
+    `sigma_eval`, or the current training sigma when it is unset) depend on
+    the seed and the batch's position in the eval split only, so every
+    evaluation of a run sees the same ones.
+    """
+    sigma = (sigma_at(self.config, state.step)
+             if self.config.sigma_eval is None else self.config.sigma_eval)
     logits, aux = self.model.apply(
         {"params": state.params, "batch_stats": state.batch_stats},
-        batch["image"], train=False, sigma=0.0,
-        rngs=step_rngs(self.config, state.step, stream=1))
+        batch["image"], train=False, sigma=sigma,
+        rngs=step_rngs(self.config, batch_index, stream=1))
     mask = batch["mask"].astype(jnp.float32)
     labels = batch["label"]
     if self.config.model.name == "ntsnet":
@@ -288,8 +297,9 @@ class Trainer:
                pipeline: input_pipeline.InputPipeline):
     """Metrics over the whole eval split, and the first batch's pictures."""
     totals, first_pictures = None, None
-    for batch in pipeline.eval_batches():
-      sums, pictures = self.eval_step(state, self.global_batch(batch))
+    for batch_index, batch in enumerate(pipeline.eval_batches()):
+      sums, pictures = self.eval_step(state, self.global_batch(batch),
+                                      batch_index)
       sums = jax.device_get(sums)
       totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
       if first_pictures is None:

@@ -46,7 +46,7 @@ def write_pictures(workdir: str, num_images: int,
     raise FileNotFoundError(f"No checkpoint in {manager.directory}.")
   state = train.restore_latest(manager, trainer.create_state())
   _, pictures = trainer.eval_step(
-      state, trainer.global_batch(pipeline.eval_batch(0)))
+      state, trainer.global_batch(pipeline.eval_batch(0)), 0)
   pictures = jax.device_get(pictures)
   output_dir = output_dir or os.path.join(workdir, "pictures")
   paths = []

@@ -169,10 +169,67 @@ def test_gradient_reaches_scorer_with_soft_selection(method):
   assert sum(float(jnp.abs(leaf).sum()) for leaf in leaves) > 0
 
 
-@pytest.mark.parametrize("method", ["hard", "random"])
-def test_gradient_is_zero_for_scorer_with_hard_selection(method):
-  for leaf in jax.tree.leaves(_scorer_gradient(method)):
+def test_gradient_is_zero_for_scorer_with_hard_selection():
+  for leaf in jax.tree.leaves(_scorer_gradient("hard")):
     np.testing.assert_array_equal(leaf, 0.0)
+
+
+def test_random_patches_are_random_at_evaluation_with_no_scorer():
+  """selection="random": no scorer, random patches in evaluation too."""
+  with pytest.raises(ValueError, match="model.selection_eval='random'"):
+    models.create_model(tiny_config(selection="random"), num_classes=4,
+                        image_size=IMAGE)
+  model = models.create_model(
+      tiny_config(selection="random", selection_eval="random"),
+      num_classes=4, image_size=IMAGE)
+  x = images(batch=16)
+  variables = init(model, x)
+  assert "scorer" not in variables["params"]
+  evaluate = jax.jit(lambda r: model.apply(variables, x, train=False,
+                                           rngs=r)[1]["indices"])
+  first = np.asarray(evaluate(rngs(1)))
+  np.testing.assert_array_equal(first, evaluate(rngs(1)))  # repeatable
+  assert not np.array_equal(first, evaluate(rngs(2)))
+  # Not one fixed top-k: the 16 images get different pairs of patches.
+  assert len({tuple(row) for row in first}) > 3
+
+
+def test_read_is_the_models_own_reader():
+  """PatchNet.read on the hard top-k gives PatchNet's evaluation logits."""
+  model = models.create_model(tiny_config(), num_classes=4, image_size=IMAGE)
+  x = images()
+  variables = init(model, x)
+  logits, aux = model.apply(variables, x, train=False)
+  read_logits, indicators, patches = model.apply(
+      variables, x, train=False, indices=aux["indices"],
+      method=patchnet.PatchNet.read)
+  np.testing.assert_allclose(read_logits, logits, atol=1e-6)
+  np.testing.assert_array_equal(indicators, aux["indicators"])
+  np.testing.assert_array_equal(patches, aux["patches"])
+
+
+def test_scorer_patch_grid_centres_patches_on_the_score_cells():
+  """patch_grid="scorer": patch (i, j) centred on (c(i+1), c(j+1))."""
+  released = models.create_model(tiny_config(), num_classes=4,
+                                 image_size=IMAGE)
+  aligned = models.create_model(tiny_config(patch_grid="scorer"),
+                                num_classes=4, image_size=IMAGE)
+  grid = aligned.candidate_grid(IMAGE)
+  c = models.Scorer.cell_stride(2)
+  assert c == 16 and grid.stride == (16, 16)
+  top, left = grid.corners(jnp.arange(6))
+  np.testing.assert_array_equal(top + 6, [16, 16, 16, 32, 32, 32])
+  np.testing.assert_array_equal(left + 6, [16, 32, 48] * 2)
+  assert released.candidate_grid(IMAGE).stride == (24, 21)
+  x = images()
+  variables = init(released, x)  # same parameters
+  _, aux = released.apply(variables, x, train=False)
+  _, aligned_aux = aligned.apply(variables, x, train=False)
+  np.testing.assert_array_equal(aux["indices"], aligned_aux["indices"])
+  assert not np.allclose(aux["patches"], aligned_aux["patches"])
+  with pytest.raises(ValueError, match="model.patch_grid='centred'"):
+    models.create_model(tiny_config(patch_grid="centred"), num_classes=4,
+                        image_size=IMAGE)
 
 
 @pytest.mark.parametrize("aggregator", ["mean", "transformer"])

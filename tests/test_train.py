@@ -281,3 +281,56 @@ def test_score_function_step_trains_the_scorer(tiny_traffic_data_dir):
   moved = jax.tree.map(lambda a, b: np.abs(a - b).max(), before,
                        jax.device_get(state.params["scorer"]))
   assert max(jax.tree.leaves(moved)) > 0
+
+
+def _trainer_and_batch(config):
+  trainer = train.Trainer(
+      config, num_classes=4,
+      mesh=Mesh(np.array(jax.devices()), (train.DATA_AXIS,)))
+  pipeline = input_pipeline.create_datasets(config)
+  return trainer, pipeline
+
+
+def test_perturbed_evaluation_uses_sigma(tiny_traffic_data_dir):
+  """selection_eval="perturbed" differs from hard selection when sigma > 0,
+  equals it at sigma_eval=0, and is repeatable."""
+  config = _config(tiny_traffic_data_dir, sigma=0.5)
+  trainer, pipeline = _trainer_and_batch(config)
+  state = trainer.create_state()
+  batch = trainer.global_batch(pipeline.eval_batch(0))
+
+  def patches(**overrides):
+    trainer, _ = _trainer_and_batch(
+        _config(tiny_traffic_data_dir, sigma=0.5, **overrides))
+    return np.asarray(trainer.eval_step(state, batch, 0)[1]["patches"])
+
+  config.model.selection_eval = "perturbed"
+  hard = patches()
+  perturbed = patches(model=config.model)  # sigma_eval None: sigma 0.5
+  assert not np.allclose(hard, perturbed)
+  np.testing.assert_array_equal(perturbed, patches(model=config.model))
+  np.testing.assert_allclose(patches(model=config.model, sigma_eval=0.0),
+                             hard, atol=1e-6)
+
+
+def test_frozen_params_are_not_trained(tiny_traffic_data_dir):
+  config = _config(tiny_traffic_data_dir,
+                   frozen_params=r"^(feature_network|aggregator|head)/")
+  trainer, pipeline = _trainer_and_batch(config)
+  state = trainer.create_state()
+  before = jax.device_get(state.params)
+  state, _ = trainer.train_step(
+      state, trainer.global_batch(pipeline.train_batch(0)))
+  after = jax.device_get(state.params)
+  for name in ("feature_network", "head"):
+    _assert_trees_equal(before[name], after[name])
+  moved = jax.tree.map(lambda a, b: np.abs(a - b).max(), before["scorer"],
+                       after["scorer"])
+  assert max(jax.tree.leaves(moved)) > 0
+
+
+def test_bad_frozen_params_regex_names_the_field(tiny_traffic_data_dir,
+                                                 tmp_path):
+  with pytest.raises(ValueError, match=r"frozen_params='\(head'"):
+    train.train_and_evaluate(
+        _config(tiny_traffic_data_dir, frozen_params="(head"), str(tmp_path))

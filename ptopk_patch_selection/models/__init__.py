@@ -43,6 +43,7 @@ from ptopk_patch_selection import perturbed_topk as ptopk
 from ptopk_patch_selection.models import aggregators
 from ptopk_patch_selection.models import feature_networks
 from ptopk_patch_selection.models import ntsnet
+from ptopk_patch_selection.models import patchnet as patchnet_lib
 from ptopk_patch_selection.models import pretrained
 from ptopk_patch_selection.models import scorer as scorer_lib
 from ptopk_patch_selection.models import selection
@@ -132,6 +133,11 @@ def _patchnet(config, num_classes, image_size) -> PatchNet:
          f"model.patch_size={config.patch_size} must be between 1 and the "
          f"image's smaller side ({h}x{w}).")
   selection_fields = _selection_fields(config, grid[0] * grid[1])
+  _check(config.selection != "random" or config.selection_eval == "random",
+         f"model.selection='random' trains no scorer, so "
+         f"model.selection_eval={config.selection_eval!r} would evaluate an "
+         "untrained one: set model.selection_eval='random' (random patches "
+         "at evaluation too).")
   for field in ("hard_topk_probability", "random_patch_probability"):
     _check(0.0 <= config[field] <= 1.0,
            f"model.{field}={config[field]} must be in [0, 1].")
@@ -169,6 +175,7 @@ def _patchnet(config, num_classes, image_size) -> PatchNet:
                             patches_lib.PADDING_MODES),
       soft_extractor=_choice(config, "soft_extractor",
                              ("matmul", "scan")),
+      patch_grid=_choice(config, "patch_grid", patchnet_lib.PATCH_GRIDS),
       append_position=config.append_position,
       hard_topk_probability=config.hard_topk_probability,
       random_patch_probability=config.random_patch_probability,

@@ -27,8 +27,10 @@ import jax.numpy as jnp
 
 from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
+from ptopk_patch_selection.models import scorer as scorer_lib
 from ptopk_patch_selection.models import selection as selection_lib
 
+PATCH_GRIDS = ("released", "scorer")
 SOFT_EXTRACTORS = {
     "matmul": patches_lib.extract_patches_matmul,
     "scan": patches_lib.extract_patches_scan,
@@ -82,6 +84,9 @@ class PatchNet(nn.Module):
     normalization_epsilon: epsilon of the "minmax" normalisation.
     patch_padding: "constant", "edge" or "reflect" outside the image.
     soft_extractor: "matmul" or "scan" (`SOFT_EXTRACTORS`).
+    patch_grid: where candidate patch (i, j) lies (`PATCH_GRIDS`):
+      "released" (stride h // H', as the released code) or "scorer"
+      (centred where score (i, j) looked; see `patches.PatchGrid`).
     append_position: append 2 position channels before extraction.
     hard_topk_probability: in training, per example, use the hard Top-K
       instead of a soft selection with this probability.
@@ -114,6 +119,7 @@ class PatchNet(nn.Module):
   normalization_epsilon: float = 1e-5
   patch_padding: str = "constant"
   soft_extractor: str = "matmul"
+  patch_grid: str = "released"
   append_position: bool = False
   hard_topk_probability: float = 0.0
   random_patch_probability: float = 0.0
@@ -145,7 +151,61 @@ class PatchNet(nn.Module):
           self.random_patch_probability)
     return indicators, indices
 
-  @nn.compact
+  def setup(self):
+    self.head = ClassifierHead(self.num_classes)
+
+  def candidate_grid(self,
+                     image_size: tuple[int, int]) -> patches_lib.PatchGrid:
+    """The candidate patches of an (h, w) image (`patch_grid` field)."""
+    grid_size = scorer_lib.Scorer.grid_size(image_size, self.downscale)
+    cell_stride = (scorer_lib.Scorer.cell_stride(self.downscale)
+                   if self.patch_grid == "scorer" else None)
+    return patches_lib.PatchGrid(tuple(image_size), grid_size,
+                                 self.patch_size, cell_stride)
+
+  def read(self, images: jax.Array, *, train: bool,
+           indices: jax.Array | None = None,
+           indicators: jax.Array | None = None
+           ) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Classifies images from k selected patches: steps 3-5 above.
+
+    Args:
+      images: (b, h, w, c) full-resolution images.
+      train: training mode (BatchNorm statistics, dropout).
+      indices: (b, [m,] k) patch indices of hard selections, or None.
+      indicators: (b, k, d) soft indicators, used when `indices` is None.
+
+    Returns:
+      logits (b, [m,] num_classes), the indicators (b, [m,] k, d) (one-hot
+      for indices) and the patches (b, [m,] k, p, p, c) as extracted.
+    """
+    b = images.shape[0]
+    grid = self.candidate_grid(images.shape[1:3])
+    inputs = append_position_channels(images) if self.append_position else (
+        images)
+    if indices is not None:
+      # (b, [m,] k) indices: every selection cuts from its own image.
+      extracted = patches_lib.extract_patches_from_indices(
+          inputs, indices.reshape(b, -1), grid, self.patch_padding)
+      indicators = ptopk.indicators_from_indices(indices, grid.num_patches,
+                                                 images.dtype)
+      selections = indices.shape
+    else:
+      extracted = SOFT_EXTRACTORS[self.soft_extractor](
+          inputs, indicators, grid, self.patch_padding)
+      selections = indicators.shape[:-1]
+    p = self.patch_size
+    features = self.feature_network(
+        extracted.reshape((-1, p, p, extracted.shape[-1])), train=train)
+    embeddings = features.reshape(-1, self.k, features.shape[-1])
+    representation = self.aggregator(
+        embeddings, indicators.reshape(embeddings.shape[:2] + (-1,)),
+        train=train)
+    logits = self.head(representation)
+    patches = extracted.reshape(selections + (p, p, -1))
+    return (logits.reshape(selections[:-1] + (self.num_classes,)),
+            indicators, patches[..., :images.shape[-1]])
+
   def __call__(self, images: jax.Array, *, train: bool,
                sigma: jax.Array | float = 0.0
                ) -> tuple[jax.Array, dict[str, Any]]:
@@ -168,8 +228,13 @@ class PatchNet(nn.Module):
       (b, m, k), "indicators" (b, m, k, d), "patches" (b, m, k, p, p, c),
       and "selection_noise" (b, m, d), the noise that made them.
     """
-    b, h, w, c = images.shape
-    raw = self.scorer(downscale_images(images, self.downscale))
+    b = images.shape[0]
+    if self.selection == self.selection_eval == "random":
+      # The random-patch baseline: no scorer, uniform (zero) scores.
+      raw = jnp.zeros((b,) + self.candidate_grid(images.shape[1:3]).grid_size,
+                      images.dtype)
+    else:
+      raw = self.scorer(downscale_images(images, self.downscale))
     grid_h, grid_w = raw.shape[1:]
     flat = raw.reshape(b, grid_h * grid_w)
     scores = selection_lib.normalize_scores(flat, self.normalization,
@@ -184,30 +249,10 @@ class PatchNet(nn.Module):
       indicators = None
     else:
       indicators, indices = self._select(method, scores, sigma, train)
-
-    grid = patches_lib.PatchGrid((h, w), (grid_h, grid_w), self.patch_size)
-    inputs = append_position_channels(images) if self.append_position else (
-        images)
-    if indices is not None:
-      # (b, [m,] k) indices: every selection cuts from its own image.
-      extracted = patches_lib.extract_patches_from_indices(
-          inputs, indices.reshape(b, -1), grid, self.patch_padding)
-      indicators = ptopk.indicators_from_indices(indices, grid.num_patches,
-                                                 images.dtype)
-    else:
-      extracted = SOFT_EXTRACTORS[self.soft_extractor](
-          inputs, indicators, grid, self.patch_padding)
+    logits, indicators, patches = self.read(
+        images, train=train, indices=indices, indicators=indicators)
+    if indices is None:
       indices = jnp.argmax(indicators, axis=-1)
-
-    p = self.patch_size
-    features = self.feature_network(
-        extracted.reshape((-1, p, p, extracted.shape[-1])), train=train)
-    embeddings = features.reshape(-1, self.k, features.shape[-1])
-    representation = self.aggregator(
-        embeddings, indicators.reshape(embeddings.shape[:2] + (-1,)),
-        train=train)
-    logits = ClassifierHead(self.num_classes, name="head")(representation)
-    logits = logits.reshape(indices.shape[:-1] + (self.num_classes,))
     aux |= {
         "scores": raw,
         "normalized_scores": scores.reshape(b, grid_h, grid_w),
@@ -215,7 +260,7 @@ class PatchNet(nn.Module):
         "sigma": jnp.asarray(sigma, jnp.float32),
         "indicators": indicators,
         "indices": indices,
-        "patches": extracted.reshape(indices.shape + (p, p, -1))[..., :c],
+        "patches": patches,
     }
     return logits, aux
 

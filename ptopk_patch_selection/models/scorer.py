@@ -78,6 +78,12 @@ class Scorer(nn.Module):
     """(H', W') for an (h, w) image scored at 1/downscale resolution."""
     return tuple((side // downscale - _POOL) // _POOL for side in image_size)
 
+  @staticmethod
+  def cell_stride(downscale: int) -> int:
+    """Cell stride in full-resolution pixels: cell (i, j) is centred on
+    (c (i + 1), c (j + 1)) with c = 8 * downscale (either padding)."""
+    return _POOL * downscale
+
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     if self.padding not in SCORER_PADDINGS:

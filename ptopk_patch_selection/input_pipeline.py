@@ -58,7 +58,8 @@ from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from ptopk_patch_selection import datasets
+# Imported to register the project's TFDS builders.
+from ptopk_patch_selection import datasets  # pylint: disable=unused-import
 
 AUGMENTATIONS = ("none", "traffic", "billiard", "cub")
 _MAX_STEPS = 2**62
@@ -69,7 +70,6 @@ _BUILD_COMMAND = ("python -m ptopk_patch_selection.datasets.build "
 
 def _open_split(name: str, split: str, data_dir: str, manual_dir: str):
   """Random-access source of a built split, or an error saying how to build."""
-  datasets.register_builders()
   builder = tfds.builder(name, data_dir=data_dir)
   if not builder.is_prepared():
     instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)

@@ -1,6 +1,7 @@
 # Copyright 2026 The ptopk_patch_selection Authors.
 # Licensed under the Apache License, Version 2.0.
-"""Packaging: the declared dependencies, and a core-only install.
+"""Packaging: the declared dependencies, a core-only install, and TFDS
+registration on import.
 
 The test marked `install` makes a virtual environment and installs the core
 dependencies from the package index (about a minute with pip's cache);
@@ -108,3 +109,18 @@ def test_core_install_runs_the_operator_without_tensorflow(tmp_path):
   assert shape_finite_nonzero == "(2, 6) True True"
   assert package.startswith(str(venv))  # the installed copy, not the checkout
   assert tensorflow == "None []"
+
+
+def test_importing_datasets_registers_every_builder(tmp_path):
+  code = ("import tensorflow_datasets as tfds\n"
+          "import ptopk_patch_selection.datasets\n"
+          "builder = tfds.builder('synthetic_traffic_signs/tiny', "
+          f"data_dir={str(tmp_path)!r})\n"
+          "print(builder.name, builder.builder_config.name,\n"
+          "      builder.info.features['label'].num_classes)\n"
+          "print(*(tfds.builder_cls(name).name for name in\n"
+          "        ('synthetic_billiard', 'traffic_signs', 'billiard')))")
+  out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path,
+                       check=True, capture_output=True, text=True).stdout
+  assert out.splitlines() == ["synthetic_traffic_signs tiny 4",
+                              "synthetic_billiard traffic_signs billiard"]

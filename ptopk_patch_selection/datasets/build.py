@@ -23,7 +23,8 @@ from absl import flags
 from ml_collections import config_flags
 import tensorflow_datasets as tfds
 
-from ptopk_patch_selection import datasets
+# Imported to register the project's TFDS builders.
+from ptopk_patch_selection import datasets  # pylint: disable=unused-import
 from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection.datasets import base
 
@@ -40,7 +41,6 @@ _READ_EPOCH = flags.DEFINE_bool(
 def build(name: str, data_dir: str,
           manual_dir: str) -> tfds.core.DatasetBuilder:
   """Prepares dataset `name` in `data_dir` as ArrayRecord; returns it."""
-  datasets.register_builders()
   builder = tfds.builder(name, data_dir=data_dir,
                          file_format=base.FILE_FORMAT)
   download_config = tfds.download.DownloadConfig(

@@ -1,7 +1,7 @@
 # Copyright 2026 The ptopk_patch_selection Authors.
 # Licensed under the Apache License, Version 2.0.
-"""Packaging: the declared dependencies, a core-only install, and TFDS
-registration on import.
+"""Packaging: declared dependencies, a core-only install, TFDS registration on
+import, and the commands run from a folder outside the checkout.
 
 The test marked `install` makes a virtual environment and installs the core
 dependencies from the package index (about a minute with pip's cache);
@@ -17,6 +17,8 @@ import sys
 import tomllib
 
 import pytest
+
+from ptopk_patch_selection import locations
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PROJECT = "ptopk_patch_selection"
@@ -124,3 +126,53 @@ def test_importing_datasets_registers_every_builder(tmp_path):
                        check=True, capture_output=True, text=True).stdout
   assert out.splitlines() == ["synthetic_traffic_signs tiny 4",
                               "synthetic_billiard traffic_signs billiard"]
+
+
+def _outside_environment(root: pathlib.Path) -> dict[str, str]:
+  """The environment of a job script: no checkout on the path, a data root."""
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+  env[locations.ROOT_ENV] = str(root)
+  env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+  return env
+
+
+def test_every_config_loads_from_another_directory(tmp_path):
+  """As config_flags loads them: by path, with no `configs` package."""
+  code = ("import importlib.util, sys\n"
+          "for path in sys.argv[1:]:\n"
+          "  spec = importlib.util.spec_from_file_location('config', path)\n"
+          "  module = importlib.util.module_from_spec(spec)\n"
+          "  spec.loader.exec_module(module)\n"
+          "  module.get_config()\n"
+          "print(len(sys.argv) - 1, 'configs' in sys.modules)")
+  paths = sorted(str(path) for path in (REPO / "configs").glob("*.py"))
+  out = subprocess.run([sys.executable, "-c", code, *paths], cwd=tmp_path,
+                       env=_outside_environment(tmp_path), check=True,
+                       capture_output=True, text=True).stdout
+  assert out.split() == [str(len(paths)), "False"]
+
+
+def test_build_main_and_visualize_run_from_another_directory(tmp_path):
+  """The data folder is given relative to $PTOPK_ROOT, the workdir to cwd."""
+  root, cwd = tmp_path / "root", tmp_path / "cwd"
+  cwd.mkdir()
+  env = _outside_environment(root)
+
+  def run(module, *flags):
+    result = subprocess.run(
+        [sys.executable, "-m", f"{PROJECT}.{module}", *flags], cwd=cwd,
+        env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+  run("datasets.build", "--dataset=synthetic_traffic_signs/tiny",
+      "--data_dir=tfds", "--noread_epoch")
+  assert (root / "tfds" / "synthetic_traffic_signs" / "tiny").is_dir()
+  out = run("main", f"--config={REPO / 'configs' / 'test.py'}",
+            "--workdir=workdir", "--config.dataset.data_dir=tfds",
+            "--config.num_train_steps=1")
+  assert (f"Data: {root / 'tfds'}, downloads: {root / 'data' / 'downloads'}"
+          f", workdir: {cwd / 'workdir'}") in out
+  assert (cwd / "workdir" / "checkpoints" / "1").is_dir()
+  run("visualize", "--workdir=workdir", "--num_images=1")
+  assert (cwd / "workdir" / "pictures" / "visualize_0.png").is_file()

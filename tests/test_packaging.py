@@ -22,7 +22,8 @@ from ptopk_patch_selection import locations
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 PROJECT = "ptopk_patch_selection"
-_TENSORFLOW = ("tensorflow", "tensorflow_datasets", "ml_collections")
+# Modules of the [train] extra that the core must not import.
+_TRAIN_ONLY = ("tensorflow", "tensorflow_datasets", "ml_collections")
 
 
 def _lower_bound(requirement: str) -> tuple[str, str]:
@@ -52,7 +53,7 @@ def test_operators_and_models_import_no_tensorflow():
   code = ("import sys\n"
           "from ptopk_patch_selection import models, patches\n"
           "from ptopk_patch_selection import perturbed_topk, sinkhorn_topk\n"
-          f"print(sorted(set({_TENSORFLOW}) & set(sys.modules)))")
+          f"print(sorted(set({_TRAIN_ONLY}) & set(sys.modules)))")
   out = subprocess.run([sys.executable, "-c", code], check=True,
                        capture_output=True, text=True).stdout
   assert out.strip() == "[]"
@@ -81,7 +82,7 @@ print(gradient.shape, bool(jnp.isfinite(gradient).all()),
       bool((gradient != 0).any()))
 print(ptopk_patch_selection.__file__)
 print(importlib.util.find_spec("tensorflow"),
-      sorted(set({_TENSORFLOW}) & set(sys.modules)))
+      sorted(set({_TRAIN_ONLY}) & set(sys.modules)))
 """
 
 

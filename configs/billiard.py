@@ -21,7 +21,9 @@ baselines), position (the 'concat. position' channels), cnn (ResNet-18 on
 the whole image).
 """
 
-from configs import default
+from ptopk_patch_selection import locations
+
+default = locations.sibling_config(__file__, "default")
 
 VARIANTS = ("", "mean", "max", "position", "cnn")
 

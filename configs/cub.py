@@ -21,7 +21,9 @@ Run:
       --workdir=workdirs/cub --config.model.pretrained_checkpoint=PATH
 """
 
-from configs import default
+from ptopk_patch_selection import locations
+
+default = locations.sibling_config(__file__, "default")
 
 
 def get_config():

@@ -19,7 +19,9 @@ reach a good accuracy in this budget: see the README's learning section.
       --workdir=data/workdirs/synthetic
 """
 
-from configs import default
+from ptopk_patch_selection import locations
+
+default = locations.sibling_config(__file__, "default")
 
 
 def get_config():

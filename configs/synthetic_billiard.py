@@ -16,7 +16,9 @@ a CPU gives in minutes: use an accelerator.
 Variant `:mean` uses mean pooling instead of the transformer.
 """
 
-from configs import billiard
+from ptopk_patch_selection import locations
+
+billiard = locations.sibling_config(__file__, "billiard")
 
 VARIANTS = ("", "mean")
 

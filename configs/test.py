@@ -8,7 +8,9 @@
       --workdir=/tmp/ptopk_test
 """
 
-from configs import default
+from ptopk_patch_selection import locations
+
+default = locations.sibling_config(__file__, "default")
 
 
 def get_config():

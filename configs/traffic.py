@@ -24,7 +24,9 @@ Variants (`--config=configs/traffic.py:VARIANT`):
 The full-image CNN baseline is configs/traffic_cnn.py.
 """
 
-from configs import default
+from ptopk_patch_selection import locations
+
+default = locations.sibling_config(__file__, "default")
 
 VARIANTS = ("", "random", "sinkhorn", "diagonal")
 

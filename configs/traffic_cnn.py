@@ -11,7 +11,9 @@ warmup, 70k steps, batch 32.
       --workdir=workdirs/traffic_cnn
 """
 
-from configs import traffic
+from ptopk_patch_selection import locations
+
+traffic = locations.sibling_config(__file__, "traffic")
 
 
 def get_config():

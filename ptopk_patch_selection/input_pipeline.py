@@ -5,7 +5,8 @@
 `create_datasets(config, process_index=..., process_count=...)` returns an
 `InputPipeline` over `config.dataset.name` (any project builder, or
 `caltech_birds2011`), read with random access (`tfds.data_source` over
-ArrayRecord files).
+ArrayRecord files). Relative `dataset.data_dir` and `dataset.manual_dir` are
+relative to `locations.root()` ($PTOPK_ROOT, else the checkout).
 
 Training is an endless stream of global batches of `config.batch_size`. The
 example at global position g = step * batch_size + i is
@@ -58,7 +59,9 @@ from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from ptopk_patch_selection import datasets
+# Imported to register the project's TFDS builders.
+from ptopk_patch_selection import datasets  # pylint: disable=unused-import
+from ptopk_patch_selection import locations
 
 AUGMENTATIONS = ("none", "traffic", "billiard", "cub")
 _MAX_STEPS = 2**62
@@ -69,7 +72,8 @@ _BUILD_COMMAND = ("python -m ptopk_patch_selection.datasets.build "
 
 def _open_split(name: str, split: str, data_dir: str, manual_dir: str):
   """Random-access source of a built split, or an error saying how to build."""
-  datasets.register_builders()
+  data_dir = locations.resolve(data_dir)
+  manual_dir = locations.resolve(manual_dir)
   builder = tfds.builder(name, data_dir=data_dir)
   if not builder.is_prepared():
     instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)

@@ -5,6 +5,11 @@
   python -m ptopk_patch_selection.main --config=configs/traffic.py \
       --workdir=workdirs/traffic [--config.batch_size=16 ...]
 
+Runs from any directory: --config and --workdir are relative to the current
+directory, relative paths inside the config (the data folders) to the root of
+`locations.py` ($PTOPK_ROOT, else the checkout); the resolved folders are
+printed at start.
+
 Kept short on purpose: the logic is in `train.py`, importable from a notebook.
 A multi-process job (several GPU hosts, a TPU pod slice) is detected from the
 flags or from the cluster environment, and `jax.distributed.initialize()` is
@@ -22,6 +27,7 @@ import jax
 from ml_collections import config_flags
 import tensorflow as tf
 
+from ptopk_patch_selection import locations
 from ptopk_patch_selection import train
 
 _WORKDIR = flags.DEFINE_string("workdir", None,
@@ -69,6 +75,10 @@ def main(argv):
   if jax.process_index() == 0:
     print(f"JAX: {jax.process_count()} process(es), {jax.device_count()} "
           f"device(s): {jax.devices()}", flush=True)
+    data = flags.FLAGS.config.dataset
+    print(f"Data: {locations.resolve(data.data_dir)}, downloads: "
+          f"{locations.resolve(data.manual_dir)}, workdir: "
+          f"{os.path.abspath(_WORKDIR.value)}", flush=True)
   results = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   if jax.process_index() == 0:
     print(train.describe_results(results, _WORKDIR.value), flush=True)

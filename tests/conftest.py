@@ -16,9 +16,8 @@ import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 def tiny_traffic_data_dir(tmp_path_factory) -> str:
   """synthetic_traffic_signs/tiny (16 train, 8 test, 128x128), built once."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  from ptopk_patch_selection import datasets  # pylint: disable=g-import-not-at-top
+  import ptopk_patch_selection.datasets  # pylint: disable=g-import-not-at-top,unused-import
   path = tmp_path_factory.mktemp("tfds")
-  datasets.register_builders()
   tfds.builder("synthetic_traffic_signs/tiny",
                data_dir=str(path)).download_and_prepare()
   return str(path)

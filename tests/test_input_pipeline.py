@@ -17,7 +17,6 @@ import tensorflow_datasets as tfds
 
 from configs import cub
 from configs import default
-from ptopk_patch_selection import datasets
 from ptopk_patch_selection import input_pipeline
 
 _NAME = "synthetic_traffic_signs/tiny"  # 16 train, 8 test, 128x128
@@ -26,7 +25,6 @@ _NAME = "synthetic_traffic_signs/tiny"  # 16 train, 8 test, 128x128
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
   path = tmp_path_factory.mktemp("tfds")
-  datasets.register_builders()
   tfds.builder(_NAME, data_dir=str(path)).download_and_prepare()
   return str(path)
 

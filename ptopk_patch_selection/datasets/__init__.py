@@ -2,23 +2,22 @@
 # Licensed under the Apache License, Version 2.0.
 """TFDS builders of the project's datasets, and their generators.
 
-Importing this package is cheap (no TensorFlow). `register_builders()` imports
-the builder modules, which registers them with TFDS under the names
-`synthetic_traffic_signs`, `synthetic_billiard`, `traffic_signs` and
-`billiard`. CUB-200 is the TFDS catalogue's `caltech_birds2011`.
+Importing this package registers the builders with TFDS (it imports
+TensorFlow Datasets):
+
+  import tensorflow_datasets as tfds
+  import ptopk_patch_selection.datasets  # registers the builders
+  tfds.load("synthetic_traffic_signs/small", data_dir=...)
+
+under the names `synthetic_traffic_signs`, `synthetic_billiard`,
+`traffic_signs` and `billiard`. CUB-200 is the TFDS catalogue's
+`caltech_birds2011`.
 """
 
-import importlib
+from ptopk_patch_selection.datasets.billiard import Billiard
+from ptopk_patch_selection.datasets.synthetic_billiard import SyntheticBilliard
+from ptopk_patch_selection.datasets.synthetic_traffic_signs import SyntheticTrafficSigns
+from ptopk_patch_selection.datasets.traffic_signs import TrafficSigns
 
-BUILDER_MODULES = (
-    "synthetic_traffic_signs",
-    "synthetic_billiard",
-    "traffic_signs",
-    "billiard",
-)
-
-
-def register_builders() -> None:
-  """Imports every builder module so that TFDS knows their names."""
-  for module in BUILDER_MODULES:
-    importlib.import_module(f"{__name__}.{module}")
+__all__ = ["Billiard", "SyntheticBilliard", "SyntheticTrafficSigns",
+           "TrafficSigns"]

@@ -2,12 +2,13 @@
 # Licensed under the Apache License, Version 2.0.
 r"""Builds a dataset, then times one epoch through the input pipeline.
 
-Run from the repository root:
-
   python -m ptopk_patch_selection.datasets.build \
     --dataset=synthetic_traffic_signs/small --data_dir=data/tfds
 
-Real datasets read their hand-downloaded files from
+From any directory: --data_dir and --manual_dir stand for the config's
+dataset fields and, like them, are relative to the root
+(`ptopk_patch_selection/locations.py`: $PTOPK_ROOT, else the checkout). Real
+datasets read their hand-downloaded files from
 `<manual_dir>/<dataset name>/` (data/README.md lists them). The dataset is
 written as ArrayRecord, which the input pipeline needs. After building, one
 epoch of the train split is read through the input pipeline with the batch
@@ -23,12 +24,15 @@ from absl import flags
 from ml_collections import config_flags
 import tensorflow_datasets as tfds
 
-from ptopk_patch_selection import datasets
+# Imported to register the project's TFDS builders.
+from ptopk_patch_selection import datasets  # pylint: disable=unused-import
 from ptopk_patch_selection import input_pipeline
+from ptopk_patch_selection import locations
 from ptopk_patch_selection.datasets import base
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/default.py", "Experiment config (dataset.*, batch).")
+    "config", str(locations.checkout() / "configs" / "default.py"),
+    "Experiment config (dataset.*, batch).")
 _DATASET = flags.DEFINE_string("dataset", None, "TFDS name[/config].")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Built datasets.")
 _MANUAL_DIR = flags.DEFINE_string(
@@ -40,7 +44,8 @@ _READ_EPOCH = flags.DEFINE_bool(
 def build(name: str, data_dir: str,
           manual_dir: str) -> tfds.core.DatasetBuilder:
   """Prepares dataset `name` in `data_dir` as ArrayRecord; returns it."""
-  datasets.register_builders()
+  data_dir = locations.resolve(data_dir)
+  manual_dir = locations.resolve(manual_dir)
   builder = tfds.builder(name, data_dir=data_dir,
                          file_format=base.FILE_FORMAT)
   download_config = tfds.download.DownloadConfig(

@@ -18,7 +18,9 @@ from PIL import Image
 from PIL import ImageDraw
 import tensorflow_datasets as tfds
 
-from ptopk_patch_selection import datasets
+# Imported to register the project's TFDS builders.
+from ptopk_patch_selection import datasets  # pylint: disable=unused-import
+from ptopk_patch_selection import locations
 from ptopk_patch_selection.datasets import drawing
 
 _DATASET = flags.DEFINE_string("dataset", "synthetic_traffic_signs/small",
@@ -52,8 +54,7 @@ def render_example(example, label_names, tile: int) -> Image.Image:
 def make_grid(name: str, data_dir: str, split: str, num: int, columns: int,
               tile: int) -> Image.Image:
   """A grid of `num` examples of a split, drawn with a fixed seed."""
-  datasets.register_builders()
-  builder = tfds.builder(name, data_dir=data_dir)
+  builder = tfds.builder(name, data_dir=locations.resolve(data_dir))
   source = builder.as_data_source(
       split=split, decoders={"image": tfds.decode.SkipDecoding()})
   label_names = builder.info.features["label"].names

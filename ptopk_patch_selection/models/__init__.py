@@ -32,11 +32,12 @@ The paper's experiments and the `config.model` fields that select them:
     PatchNet with the same feature network on the whole image.
 """
 
+from __future__ import annotations
+
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TYPE_CHECKING
 
 import flax.linen as nn
-import ml_collections
 
 from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
@@ -55,6 +56,9 @@ from ptopk_patch_selection.models.ntsnet import ntsnet_losses
 from ptopk_patch_selection.models.patchnet import PatchNet
 from ptopk_patch_selection.models.patchnet import WholeImageClassifier
 from ptopk_patch_selection.models.scorer import Scorer
+
+if TYPE_CHECKING:  # the models run on the core dependencies alone
+  import ml_collections
 
 MODEL_NAMES = ("patchnet", "ntsnet", "whole_image")
 _PRETRAINED_SUBMODULE = {"patchnet": "feature_network",

@@ -22,6 +22,7 @@ import jax
 from ml_collections import config_flags
 import tensorflow as tf
 
+from ptopk_patch_selection import cli
 from ptopk_patch_selection import train
 
 _WORKDIR = flags.DEFINE_string("workdir", None,
@@ -75,4 +76,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

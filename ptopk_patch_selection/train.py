@@ -44,6 +44,7 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from ptopk_patch_selection import errors
 from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import models
 from ptopk_patch_selection import optimizers
@@ -99,7 +100,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """
   def check(condition, message):
     if not condition:
-      raise ValueError(f"Invalid config: {message}")
+      raise errors.ConfigError(f"Invalid config: {message}")
 
   check(config.sigma >= 0, f"sigma={config.sigma} must be >= 0.")
   check(config.sigma_end >= 0, f"sigma_end={config.sigma_end} must be >= 0.")
@@ -383,8 +384,8 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run saved in its workdir."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} does not exist: is {workdir} the "
-                            "workdir of a training run?")
+    raise errors.MissingFileError(f"{path} does not exist: is {workdir} the "
+                                  "workdir of a training run?")
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 

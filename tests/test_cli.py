@@ -72,3 +72,12 @@ def test_verbosity_1_shows_the_traceback(tmp_path):
 def test_visualize_outside_a_workdir(tmp_path):
   _assert_short_error(*_run("visualize", f"--workdir={tmp_path}"),
                       f"{tmp_path / 'config.json'} does not exist")
+
+
+def test_build_without_the_download(tmp_path):
+  _assert_short_error(
+      *_run("datasets.build", "--dataset=billiard",
+            f"--data_dir={tmp_path / 'tfds'}",
+            f"--manual_dir={tmp_path / 'downloads'}"),
+      f"{tmp_path / 'downloads' / 'billiard'} is missing or empty",
+      "http://storage.googleapis.com/")

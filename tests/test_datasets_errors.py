@@ -8,6 +8,7 @@ import shutil
 import pytest
 import tensorflow_datasets as tfds
 
+from ptopk_patch_selection import errors
 from ptopk_patch_selection.datasets import billiard
 from ptopk_patch_selection.datasets import traffic_signs
 
@@ -65,20 +66,36 @@ def test_bad_annotation_line_names_file_and_line(tmp_path):
   lines[2] = "1277382133Image000003.jpg:VISIBLE, 1.0, 2.0, PROHIBITORY"
   path.write_text("\n".join(lines) + "\n")
   with pytest.raises(traffic_signs.AnnotationError,
-                     match=r"Set2/annotations.txt:3"):
+                     match=r"Set2/annotations.txt:3") as error:
     _build("traffic_signs", tmp_path / "tfds", manual)
+  assert (f"Download {traffic_signs.URL}/Set2/annotations.txt into "
+          f"{manual / 'Set2'}/.") in str(error.value)
 
 
-@pytest.mark.parametrize("name, image", [
-    ("traffic_signs", "Set2/Set2Part0/1277382144Image000004.jpg"),
-    ("billiard", "billiard/test/1.png")])
+def test_truncated_zip_names_it_and_its_url(tmp_path):
+  manual = _copy_dummy(tmp_path, "traffic_signs")
+  path = manual / "Set1" / "Set1Part0.zip"
+  os.truncate(path, os.path.getsize(path) // 2)
+  with pytest.raises(errors.BadFileError, match="not a readable zip") as error:
+    _build("traffic_signs", tmp_path / "tfds", manual)
+  assert str(path) in str(error.value)
+  assert (f"Download {traffic_signs.URL}/Set1/Set1Part0.zip into "
+          f"{manual / 'Set1'}/.") in str(error.value)
+
+
+@pytest.mark.parametrize("name, image, url", [
+    ("traffic_signs", "Set2/Set2Part0/1277382144Image000004.jpg",
+     f"{traffic_signs.URL}/Set2/Set2Part0.zip"),
+    ("billiard", "billiard/test/1.png", billiard.URL)])
 def test_corrupt_image_names_the_file_and_leaves_nothing(tmp_path, name,
-                                                         image):
+                                                         image, url):
   manual = _copy_dummy(tmp_path, name)
   data = (manual / image).read_bytes()
   (manual / image).write_bytes(data[:len(data) // 3])
-  with pytest.raises(ValueError, match=os.path.basename(image)):
+  with pytest.raises(errors.BadFileError) as error:
     _build(name, tmp_path / "tfds", manual)
+  assert str(manual / image) in str(error.value)
+  assert f"Download {url}" in str(error.value)
   builder = tfds.builder(name, data_dir=str(tmp_path / "tfds"))
   assert not builder.is_prepared()
   with pytest.raises(Exception):

@@ -23,7 +23,9 @@ from absl import flags
 from ml_collections import config_flags
 import tensorflow_datasets as tfds
 
+from ptopk_patch_selection import cli
 from ptopk_patch_selection import datasets
+from ptopk_patch_selection import errors
 from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection.datasets import base
 
@@ -43,11 +45,15 @@ def build(name: str, data_dir: str,
   datasets.register_builders()
   builder = tfds.builder(name, data_dir=data_dir,
                          file_format=base.FILE_FORMAT)
-  download_config = tfds.download.DownloadConfig(
-      manual_dir=os.path.join(manual_dir, builder.name))
+  folder = os.path.abspath(os.path.join(manual_dir, builder.name))
+  download_config = tfds.download.DownloadConfig(manual_dir=folder)
   if builder.is_prepared():
     print(f"Found {name} already built in {data_dir}:")
   else:
+    instructions = base.download_instructions(builder, manual_dir)
+    if instructions and not (os.path.isdir(folder) and os.listdir(folder)):
+      raise errors.MissingFileError(
+          f"{folder} is missing or empty. Download into it:\n{instructions}")
     start = time.time()
     builder.download_and_prepare(download_config=download_config)
     print(f"Built {name} in {data_dir} in {time.time() - start:.1f} s:")
@@ -92,4 +98,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

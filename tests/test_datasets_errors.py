@@ -2,8 +2,10 @@
 # Licensed under the Apache License, Version 2.0.
 """Builders on bad input: clear errors, nothing written half-way."""
 
+import io
 import os
 import shutil
+import tarfile
 
 import pytest
 import tensorflow_datasets as tfds
@@ -109,3 +111,65 @@ def test_billiard_reads_the_tar_xz_archive(tmp_path):
                       os.path.join(_DUMMY, "billiard"), "billiard")
   builder = _build("billiard/rightmost-number", tmp_path / "tfds", manual)
   assert builder.info.splits["train"].num_examples == 3
+
+
+def _billiard_archive(path, member: tarfile.TarInfo | None = None):
+  """The dummy billiard folders as a tar.xz, then `member` (if any)."""
+  with tarfile.open(path, "w:xz") as tar:
+    tar.add(os.path.join(_DUMMY, "billiard", "billiard"), arcname="billiard")
+    if member is not None:
+      tar.addfile(member, io.BytesIO(b"x" * member.size))
+
+
+def _member(name, kind=tarfile.REGTYPE, linkname="", size=0):
+  member = tarfile.TarInfo(name)
+  member.type, member.linkname, member.size = kind, linkname, size
+  return member
+
+
+def _everything_below(root):
+  return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None
+          for p in root.rglob("*")}
+
+
+# Extracted to tmp_path/data/tfds/downloads/extracted/<archive>.incomplete:
+# five levels up is tmp_path, outside the data folder.
+@pytest.mark.parametrize("member", [
+    _member("billiard/" + "../" * 6 + "escaped.txt", size=3),
+    _member("billiard/absolute_link", tarfile.SYMTYPE, "/etc/passwd"),
+    _member("billiard/train/link", tarfile.SYMTYPE,
+            "../" * 7 + "outside.txt"),
+    _member("billiard/hard_link", tarfile.LNKTYPE, "../" * 5 + "outside.txt"),
+], ids=["escaping path", "absolute link", "link out", "hard link out"])
+def test_unsafe_archive_member_is_refused_and_nothing_is_extracted(
+    tmp_path, member):
+  data = tmp_path / "data"
+  manual = data / "manual"
+  manual.mkdir(parents=True)
+  archive = manual / billiard.ARCHIVE
+  _billiard_archive(archive, member)
+  (tmp_path / "outside.txt").write_text("not yours")
+  outside = {name: content for name, content in
+             _everything_below(tmp_path).items()
+             if not name.startswith("data")}
+  with pytest.raises(errors.BadFileError) as error:
+    _build("billiard", data / "tfds", manual)
+  message = str(error.value)
+  assert str(archive) in message and repr(member.name) in message
+  assert f"Download {billiard.URL} again into {manual}/." in message
+  assert {name: content for name, content in
+          _everything_below(tmp_path).items()
+          if not name.startswith("data")} == outside
+  assert not list((data / "tfds").rglob("extracted/*"))
+
+
+def test_truncated_archive_is_refused_and_nothing_is_extracted(tmp_path):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  archive = manual / billiard.ARCHIVE
+  _billiard_archive(archive)
+  os.truncate(archive, os.path.getsize(archive) // 2)
+  with pytest.raises(errors.BadFileError, match="truncated or damaged") as e:
+    _build("billiard", tmp_path / "tfds", manual)
+  assert str(archive) in str(e.value) and billiard.URL in str(e.value)
+  assert not list((tmp_path / "tfds").rglob("extracted/*"))

@@ -15,6 +15,7 @@ paper's task, first).
 import dataclasses
 import io
 import json
+import lzma
 import pathlib
 import shutil
 import tarfile
@@ -61,14 +62,39 @@ def rgb_png(data: bytes, name: str, remedy: str) -> bytes:
 
 
 def _extract(archive: pathlib.Path, download_dir: pathlib.Path) -> pathlib.Path:
-  """Extracts `archive` once into download_dir/extracted/ (TFDS has no xz)."""
+  """Extracts `archive` once into download_dir/extracted/ (TFDS has no xz).
+
+  All or nothing: it is extracted next to its destination and renamed at the
+  end. A member that would land or link outside the destination (or a device
+  file), or a damaged archive, stops it with an error naming the archive and
+  the member, and leaves nothing extracted.
+  """
   target = download_dir / "extracted" / archive.name
-  if not target.exists():
-    partial = target.with_name(target.name + ".incomplete")
-    shutil.rmtree(partial, ignore_errors=True)
+  if target.exists():
+    return target
+  partial = target.with_name(target.name + ".incomplete")
+  shutil.rmtree(partial, ignore_errors=True)
+  partial.mkdir(parents=True)
+  redownload = f"Download {URL} again into {archive.parent}/."
+
+  def data_filter(member: tarfile.TarInfo, destination: str):
+    try:
+      return tarfile.data_filter(member, destination)
+    except tarfile.FilterError as e:
+      raise errors.BadFileError(
+          f"Refusing to extract {archive}: its member {member.name!r} is "
+          f"unsafe ({e}). It is not the authors' archive: {redownload}"
+      ) from e
+
+  try:
     with tarfile.open(archive, "r:xz") as tar:
-      tar.extractall(partial, filter="data")
+      tar.extractall(partial, filter=data_filter)
     partial.rename(target)
+  except (tarfile.TarError, lzma.LZMAError, EOFError) as e:
+    raise errors.BadFileError(f"{archive} is truncated or damaged ({e}). "
+                              f"{redownload}") from e
+  finally:
+    shutil.rmtree(partial, ignore_errors=True)  # gone if renamed
   return target
 
 

@@ -18,6 +18,7 @@ import jax
 from jax.sharding import Mesh
 import numpy as np
 
+from ptopk_patch_selection import checkpoints
 from ptopk_patch_selection import cli
 from ptopk_patch_selection import errors
 from ptopk_patch_selection import input_pipeline
@@ -44,12 +45,13 @@ def write_pictures(workdir: str, num_images: int,
   pipeline = input_pipeline.create_datasets(config)
   trainer = train.Trainer(config, pipeline.num_classes,
                           Mesh(np.array(jax.devices()), (train.DATA_AXIS,)))
-  manager = train.checkpoint_manager(workdir)
+  manager = checkpoints.manager(workdir)
   if manager.latest_step() is None:
     raise errors.MissingFileError(
         f"No checkpoint in {manager.directory}: train first (python -m "
         f"ptopk_patch_selection.main --workdir={workdir} ...).")
-  state = train.restore_latest(manager, trainer.create_state())
+  state = checkpoints.restore_latest(manager, trainer.create_state(),
+                                     set_aside_unreadable=False)
   _, pictures = trainer.eval_step(
       state, trainer.global_batch(pipeline.eval_batch(0)))
   pictures = jax.device_get(pictures)

@@ -6,7 +6,11 @@ import os
 import subprocess
 import sys
 
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
 import pytest
+
+from ptopk_patch_selection import checkpoints
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,6 +71,23 @@ def test_verbosity_1_shows_the_traceback(tmp_path):
   assert "(--verbosity=1 before --config shows the traceback)" in stderr
   status, stderr = _run("main", "--verbosity=1", *misspelt)
   assert status == 1 and "Traceback" in stderr
+
+
+def test_no_readable_checkpoint_stops_the_run(tiny_traffic_data_dir,
+                                              tmp_path):
+  manager = checkpoints.manager(tmp_path)
+  manager.save(2, args=ocp.args.StandardSave({"step": jnp.zeros(())}))
+  manager.wait_until_finished()
+  directory = tmp_path / "checkpoints"
+  metadata = directory / "2" / "default" / "_METADATA"
+  os.truncate(metadata, os.path.getsize(metadata) // 2)
+  status, stderr = _train(tmp_path,
+                          f"--config.dataset.data_dir={tiny_traffic_data_dir}")
+  _assert_short_error(status, stderr,
+                      f"No checkpoint in {directory} can be read",
+                      f"{directory / '2'}: JSONDecodeError",
+                      f"To train from step 0 instead, move {directory} away.")
+  assert os.listdir(directory) == ["2"]
 
 
 def test_visualize_outside_a_workdir(tmp_path):

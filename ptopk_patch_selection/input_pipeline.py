@@ -59,9 +59,11 @@ from PIL import Image
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-# Imported to register the project's TFDS builders.
-from ptopk_patch_selection import datasets  # pylint: disable=unused-import
+# Importing datasets registers the project's TFDS builders.
+from ptopk_patch_selection import datasets
+from ptopk_patch_selection import errors
 from ptopk_patch_selection import locations
+from ptopk_patch_selection.datasets import base
 
 AUGMENTATIONS = ("none", "traffic", "billiard", "cub")
 _MAX_STEPS = 2**62
@@ -70,17 +72,32 @@ _BUILD_COMMAND = ("python -m ptopk_patch_selection.datasets.build "
                   "--manual_dir={manual_dir}")
 
 
+def _rebuild(name: str, data_dir: str, manual_dir: str) -> str:
+  """What to do about a damaged built dataset."""
+  folder = os.path.abspath(os.path.join(data_dir, name))
+  return (f"Delete {folder} and build it again with:\n  " +
+          _BUILD_COMMAND.format(name=name, data_dir=data_dir,
+                                manual_dir=manual_dir))
+
+
 def _open_split(name: str, split: str, data_dir: str, manual_dir: str):
   """Random-access source of a built split, or an error saying how to build."""
   data_dir = locations.resolve(data_dir)
   manual_dir = locations.resolve(manual_dir)
-  builder = tfds.builder(name, data_dir=data_dir)
+  try:
+    builder = tfds.builder(name, data_dir=data_dir)
+  except Exception as e:  # pylint: disable=broad-except
+    # TFDS raises many types, for an unknown name or a damaged
+    # dataset_info.json / features.json.
+    raise errors.BadFileError(
+        f"Cannot open dataset {name!r} in {data_dir}: "
+        f"{str(e).splitlines()[0]}\nIf config.dataset.name is right (one of "
+        f"{', '.join(datasets.BUILDER_NAMES)} with its /<config>, or a "
+        "TFDS name such as caltech_birds2011), its built copy is damaged. "
+        + _rebuild(name, data_dir, manual_dir)) from e
   if not builder.is_prepared():
-    instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
-    if instructions:  # name the folder the build command will read
-      instructions = instructions.replace(
-          "<manual_dir>", os.path.join(manual_dir, builder.name))
-    raise FileNotFoundError(
+    instructions = base.download_instructions(builder, manual_dir)
+    raise errors.MissingFileError(
         f"Dataset {name!r} is not built in {data_dir}. Build it with:\n  " +
         _BUILD_COMMAND.format(name=name, data_dir=data_dir,
                               manual_dir=manual_dir) +
@@ -94,11 +111,9 @@ def _open_split(name: str, split: str, data_dir: str, manual_dir: str):
   try:
     return builder, builder.as_data_source(split=split, decoders=decoders)
   except NotImplementedError as e:
-    raise ValueError(
-        f"Dataset {name!r} in {data_dir} is not stored as ArrayRecord. "
-        "Delete it and rebuild it with:\n  " +
-        _BUILD_COMMAND.format(name=name, data_dir=data_dir,
-                              manual_dir=manual_dir)) from e
+    raise errors.BadFileError(
+        f"Dataset {name!r} in {data_dir} is not stored as ArrayRecord. " +
+        _rebuild(name, data_dir, manual_dir)) from e
 
 
 def _order_seed(seed: int) -> int:
@@ -193,12 +208,13 @@ class InputPipeline:
                process_index: int = 0, process_count: int = 1):
     data = config.dataset
     if data.augmentation not in AUGMENTATIONS:
-      raise ValueError(f"Unknown augmentation {data.augmentation!r}; "
-                       f"expected one of {AUGMENTATIONS}.")
+      raise errors.ConfigError(
+          f"Unknown config.dataset.augmentation {data.augmentation!r}; "
+          f"expected one of {AUGMENTATIONS}.")
     for size in (config.batch_size, config.eval_batch_size):
       if size % process_count:
-        raise ValueError(f"Batch size {size} is not divisible by the "
-                         f"{process_count} processes.")
+        raise errors.ConfigError(f"Batch size {size} is not divisible by "
+                                 f"the {process_count} processes.")
     self._data = data
     self._seed = config.seed
     self._process_index = process_index
@@ -213,8 +229,9 @@ class InputPipeline:
     features = builder.info.features
     self.num_classes = features["label"].num_classes
     if self.num_classes != data.num_classes:
-      raise ValueError(f"{data.name} has {self.num_classes} classes but "
-                       f"config.dataset.num_classes is {data.num_classes}.")
+      raise errors.ConfigError(
+          f"{data.name} has {self.num_classes} classes but "
+          f"config.dataset.num_classes is {data.num_classes}.")
     self.has_objects = "objects" in features
     self.train_size = len(self._train)
     self.eval_size = len(self._eval)
@@ -239,7 +256,7 @@ class InputPipeline:
       return np.asarray(Image.fromarray(pixels).resize(
           size, Image.Resampling.BILINEAR))
     if pixels.shape[:2] != self.image_size:
-      raise ValueError(
+      raise errors.ConfigError(
           f"{self._data.name} images are {pixels.shape[:2]} but "
           f"config.dataset.image_size is {self.image_size}.")
     return pixels
@@ -262,7 +279,14 @@ class InputPipeline:
       if index is None:
         batch["image"][row] = 0.0
         continue
-      record = source[index]
+      try:
+        record = source[index]
+      except RuntimeError as e:  # array_record on a damaged file
+        data = self._data
+        raise errors.BadFileError(
+            f"Example {index} of dataset {data.name!r} in {data.data_dir} "
+            f"cannot be read ({e}). " +
+            _rebuild(data.name, data.data_dir, data.manual_dir)) from e
       pixels = self._decode(record)
       _write_image(pixels, aug, batch["image"][row])
       batch["label"][row] = record["label"]
@@ -273,8 +297,9 @@ class InputPipeline:
   def _write_objects(self, objects, shape, aug, batch, row) -> None:
     boxes = np.asarray(objects["bbox"], np.float32).reshape(-1, 4)
     if len(boxes) > self._data.max_objects:
-      raise ValueError(f"An example has {len(boxes)} objects, more than "
-                       f"config.dataset.max_objects={self._data.max_objects}.")
+      raise errors.ConfigError(
+          f"An example has {len(boxes)} objects, more than "
+          f"config.dataset.max_objects={self._data.max_objects}.")
     shift = np.array([aug.dy / shape[0], aug.dx / shape[1]] * 2, np.float32)
     boxes = np.clip(boxes - shift, 0.0, 1.0)
     k = len(boxes)
@@ -331,8 +356,10 @@ def create_datasets(config: ml_collections.ConfigDict, *,
     An `InputPipeline`; see the module docstring for the batches.
 
   Raises:
-    FileNotFoundError: the dataset is not built (the message says how).
-    ValueError: inconsistent config (classes, image size, batch sizes).
+    errors.MissingFileError: the dataset is not built (the message says how).
+    errors.BadFileError: it cannot be read (the message says what to do).
+    errors.ConfigError: inconsistent config (classes, image size, batch
+      sizes).
   """
   return InputPipeline(config, process_index=process_index,
                        process_count=process_count)

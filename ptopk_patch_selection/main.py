@@ -27,6 +27,7 @@ import jax
 from ml_collections import config_flags
 import tensorflow as tf
 
+from ptopk_patch_selection import cli
 from ptopk_patch_selection import locations
 from ptopk_patch_selection import train
 
@@ -85,4 +86,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -45,6 +45,8 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
+from ptopk_patch_selection import checkpoints
+from ptopk_patch_selection import errors
 from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import models
 from ptopk_patch_selection import optimizers
@@ -100,7 +102,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """
   def check(condition, message):
     if not condition:
-      raise ValueError(f"Invalid config: {message}")
+      raise errors.ConfigError(f"Invalid config: {message}")
 
   check(config.sigma >= 0, f"sigma={config.sigma} must be >= 0.")
   check(config.sigma_end >= 0, f"sigma_end={config.sigma_end} must be >= 0.")
@@ -371,30 +373,12 @@ def _check_finite(state: TrainState, config: ml_collections.ConfigDict,
         "the data; the last checkpoint holds the last finite state.")
 
 
-def checkpoint_manager(workdir: str) -> ocp.CheckpointManager:
-  """The Orbax manager of workdir/checkpoints (keeps the last two)."""
-  return ocp.CheckpointManager(
-      os.path.join(os.path.abspath(workdir), "checkpoints"),
-      options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
-
-
-def restore_latest(manager: ocp.CheckpointManager,
-                   state: TrainState) -> TrainState:
-  """The latest checkpoint restored into `state`'s shardings, or `state`."""
-  step = manager.latest_step()
-  if step is None:
-    return state
-  if jax.process_index() == 0:
-    print(f"Restoring {manager.directory} at step {step}.", flush=True)
-  return manager.restore(step, args=ocp.args.StandardRestore(state))
-
-
 def load_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run saved in its workdir."""
   path = os.path.join(workdir, CONFIG_FILE)
   if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} does not exist: is {workdir} the "
-                            "workdir of a training run?")
+    raise errors.MissingFileError(f"{path} does not exist: is {workdir} the "
+                                  "workdir of a training run?")
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
 
@@ -417,8 +401,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       process_count=jax.process_count())
   writer = metric_writers.create_default_writer(workdir,
                                                 just_logging=not is_chief)
-  manager = checkpoint_manager(workdir)
-  state = restore_latest(manager, trainer.create_state())
+  manager = checkpoints.manager(workdir)
+  state = checkpoints.restore_latest(manager, trainer.create_state())
   if is_chief:
     with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
       f.write(config.to_json_best_effort(indent=2))

@@ -18,6 +18,9 @@ import jax
 from jax.sharding import Mesh
 import numpy as np
 
+from ptopk_patch_selection import checkpoints
+from ptopk_patch_selection import cli
+from ptopk_patch_selection import errors
 from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import train
 from ptopk_patch_selection import visualization
@@ -34,17 +37,21 @@ def write_pictures(workdir: str, num_images: int,
   """Draws the first eval images' selections; returns the PNG paths."""
   config = train.load_config(workdir)
   if config.model.name != "patchnet":
-    raise ValueError(f"model.name={config.model.name!r} has no patch grid "
-                     "to draw.")
+    raise errors.ConfigError(f"model.name={config.model.name!r} has no patch "
+                             "grid to draw: use a workdir of model.name="
+                             "'patchnet'.")
   config.num_image_summaries = num_images
   config.eval_batch_size = num_images * jax.device_count()
   pipeline = input_pipeline.create_datasets(config)
   trainer = train.Trainer(config, pipeline.num_classes,
                           Mesh(np.array(jax.devices()), (train.DATA_AXIS,)))
-  manager = train.checkpoint_manager(workdir)
+  manager = checkpoints.manager(workdir)
   if manager.latest_step() is None:
-    raise FileNotFoundError(f"No checkpoint in {manager.directory}.")
-  state = train.restore_latest(manager, trainer.create_state())
+    raise errors.MissingFileError(
+        f"No checkpoint in {manager.directory}: train first (python -m "
+        f"ptopk_patch_selection.main --workdir={workdir} ...).")
+  state = checkpoints.restore_latest(manager, trainer.create_state(),
+                                     set_aside_unreadable=False)
   _, pictures = trainer.eval_step(
       state, trainer.global_batch(pipeline.eval_batch(0)), 0)
   pictures = jax.device_get(pictures)
@@ -68,4 +75,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

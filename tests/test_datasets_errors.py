@@ -2,12 +2,15 @@
 # Licensed under the Apache License, Version 2.0.
 """Builders on bad input: clear errors, nothing written half-way."""
 
+import io
 import os
 import shutil
+import tarfile
 
 import pytest
 import tensorflow_datasets as tfds
 
+from ptopk_patch_selection import errors
 from ptopk_patch_selection.datasets import billiard
 from ptopk_patch_selection.datasets import traffic_signs
 
@@ -65,20 +68,36 @@ def test_bad_annotation_line_names_file_and_line(tmp_path):
   lines[2] = "1277382133Image000003.jpg:VISIBLE, 1.0, 2.0, PROHIBITORY"
   path.write_text("\n".join(lines) + "\n")
   with pytest.raises(traffic_signs.AnnotationError,
-                     match=r"Set2/annotations.txt:3"):
+                     match=r"Set2/annotations.txt:3") as error:
     _build("traffic_signs", tmp_path / "tfds", manual)
+  assert (f"Download {traffic_signs.URL}/Set2/annotations.txt into "
+          f"{manual / 'Set2'}/.") in str(error.value)
 
 
-@pytest.mark.parametrize("name, image", [
-    ("traffic_signs", "Set2/Set2Part0/1277382144Image000004.jpg"),
-    ("billiard", "billiard/test/1.png")])
+def test_truncated_zip_names_it_and_its_url(tmp_path):
+  manual = _copy_dummy(tmp_path, "traffic_signs")
+  path = manual / "Set1" / "Set1Part0.zip"
+  os.truncate(path, os.path.getsize(path) // 2)
+  with pytest.raises(errors.BadFileError, match="not a readable zip") as error:
+    _build("traffic_signs", tmp_path / "tfds", manual)
+  assert str(path) in str(error.value)
+  assert (f"Download {traffic_signs.URL}/Set1/Set1Part0.zip into "
+          f"{manual / 'Set1'}/.") in str(error.value)
+
+
+@pytest.mark.parametrize("name, image, url", [
+    ("traffic_signs", "Set2/Set2Part0/1277382144Image000004.jpg",
+     f"{traffic_signs.URL}/Set2/Set2Part0.zip"),
+    ("billiard", "billiard/test/1.png", billiard.URL)])
 def test_corrupt_image_names_the_file_and_leaves_nothing(tmp_path, name,
-                                                         image):
+                                                         image, url):
   manual = _copy_dummy(tmp_path, name)
   data = (manual / image).read_bytes()
   (manual / image).write_bytes(data[:len(data) // 3])
-  with pytest.raises(ValueError, match=os.path.basename(image)):
+  with pytest.raises(errors.BadFileError) as error:
     _build(name, tmp_path / "tfds", manual)
+  assert str(manual / image) in str(error.value)
+  assert f"Download {url}" in str(error.value)
   builder = tfds.builder(name, data_dir=str(tmp_path / "tfds"))
   assert not builder.is_prepared()
   with pytest.raises(Exception):
@@ -92,3 +111,65 @@ def test_billiard_reads_the_tar_xz_archive(tmp_path):
                       os.path.join(_DUMMY, "billiard"), "billiard")
   builder = _build("billiard/rightmost-number", tmp_path / "tfds", manual)
   assert builder.info.splits["train"].num_examples == 3
+
+
+def _billiard_archive(path, member: tarfile.TarInfo | None = None):
+  """The dummy billiard folders as a tar.xz, then `member` (if any)."""
+  with tarfile.open(path, "w:xz") as tar:
+    tar.add(os.path.join(_DUMMY, "billiard", "billiard"), arcname="billiard")
+    if member is not None:
+      tar.addfile(member, io.BytesIO(b"x" * member.size))
+
+
+def _member(name, kind=tarfile.REGTYPE, linkname="", size=0):
+  member = tarfile.TarInfo(name)
+  member.type, member.linkname, member.size = kind, linkname, size
+  return member
+
+
+def _everything_below(root):
+  return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None
+          for p in root.rglob("*")}
+
+
+# Extracted to tmp_path/data/tfds/downloads/extracted/<archive>.incomplete:
+# five levels up is tmp_path, outside the data folder.
+@pytest.mark.parametrize("member", [
+    _member("billiard/" + "../" * 6 + "escaped.txt", size=3),
+    _member("billiard/absolute_link", tarfile.SYMTYPE, "/etc/passwd"),
+    _member("billiard/train/link", tarfile.SYMTYPE,
+            "../" * 7 + "outside.txt"),
+    _member("billiard/hard_link", tarfile.LNKTYPE, "../" * 5 + "outside.txt"),
+], ids=["escaping path", "absolute link", "link out", "hard link out"])
+def test_unsafe_archive_member_is_refused_and_nothing_is_extracted(
+    tmp_path, member):
+  data = tmp_path / "data"
+  manual = data / "manual"
+  manual.mkdir(parents=True)
+  archive = manual / billiard.ARCHIVE
+  _billiard_archive(archive, member)
+  (tmp_path / "outside.txt").write_text("not yours")
+  outside = {name: content for name, content in
+             _everything_below(tmp_path).items()
+             if not name.startswith("data")}
+  with pytest.raises(errors.BadFileError) as error:
+    _build("billiard", data / "tfds", manual)
+  message = str(error.value)
+  assert str(archive) in message and repr(member.name) in message
+  assert f"Download {billiard.URL} again into {manual}/." in message
+  assert {name: content for name, content in
+          _everything_below(tmp_path).items()
+          if not name.startswith("data")} == outside
+  assert not list((data / "tfds").rglob("extracted/*"))
+
+
+def test_truncated_archive_is_refused_and_nothing_is_extracted(tmp_path):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  archive = manual / billiard.ARCHIVE
+  _billiard_archive(archive)
+  os.truncate(archive, os.path.getsize(archive) // 2)
+  with pytest.raises(errors.BadFileError, match="truncated or damaged") as e:
+    _build("billiard", tmp_path / "tfds", manual)
+  assert str(archive) in str(e.value) and billiard.URL in str(e.value)
+  assert not list((tmp_path / "tfds").rglob("extracted/*"))

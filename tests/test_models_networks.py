@@ -3,7 +3,11 @@
 """Tests of the feature networks, aggregators and pretrained loading."""
 
 import math
+import os
+import pathlib
+import pickle
 import re
+import zipfile
 
 import chex
 import flax.linen as nn
@@ -14,6 +18,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import default
+from ptopk_patch_selection import errors
 from ptopk_patch_selection import models
 from ptopk_patch_selection.models import aggregators
 from ptopk_patch_selection.models import feature_networks
@@ -209,6 +214,82 @@ def test_pretrained_mismatch_names_the_variables(tmp_path):
                    r"\(64,\)", message)
   with pytest.raises(ValueError, match="'backbone'"):
     pretrained.load_pretrained(variables, path, submodule="backbone")
+
+
+def test_pretrained_prefix_mismatch_shows_names_of_both(tmp_path):
+  _, variables, network = _resnet50_model_and_checkpoint(
+      np.random.default_rng(0))
+  path = str(tmp_path / "whole_model.npz")
+  pretrained.save_npz(path, {"params": {"feature_network": network["params"]},
+                             "batch_stats": network["batch_stats"]})
+  with pytest.raises(errors.BadFileError) as error:
+    pretrained.load_pretrained(variables, path, submodule="feature_network")
+  lines = str(error.value).splitlines()
+  assert path in lines[0] and len(lines) <= 5
+  missing, unused = lines[1], lines[2]
+  assert "the model's names missing from the file" in missing
+  assert "params/stage1_block1/bn1/bias" in missing
+  assert "the file's names the model lacks" in unused
+  assert "params/feature_network/stage1_block1/bn1/bias" in unused
+  assert "more)" in missing and "more)" in unused  # a few, not all
+
+
+class _Unpickled:
+  """Touches a file when unpickled: proof that something was."""
+
+  def __init__(self, marker):
+    self.marker = marker
+
+  def __reduce__(self):
+    return pathlib.Path.touch, (pathlib.Path(self.marker),)
+
+
+def _weights_file(path, kind, marker):
+  arrays = {"params/conv/kernel": np.zeros((30, 30), np.float32)}
+  if kind == "pickled entry":
+    np.savez(path, **arrays, evil=np.array([_Unpickled(marker)], object))
+  elif kind == "pickle":
+    with open(path, "wb") as f:
+      pickle.dump({"arrays": arrays, "evil": _Unpickled(marker)}, f)
+  elif kind == "foreign zip":
+    with zipfile.ZipFile(path, "w") as z:
+      z.writestr("picture.png", b"\x89PNG not an array")
+  else:
+    pretrained.save_npz(path, arrays)
+    if kind == "truncated":
+      os.truncate(path, os.path.getsize(path) // 2)
+    else:  # a damaged byte inside the array's data
+      with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        f.write(b"\x01")
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("pickled entry", "'evil' holds pickled Python objects"),
+    ("pickle", "not a zip archive"),
+    ("truncated", "not a zip archive"),
+    ("foreign zip", "'picture.png' is not a .npy array"),
+    ("damaged entry", "'params/conv/kernel' is truncated or damaged"),
+])
+def test_bad_weights_file_is_refused_naming_it(tmp_path, kind, reason):
+  path = str(tmp_path / "weights.npz")
+  marker = tmp_path / "unpickled"
+  _weights_file(path, kind, marker)
+  with pytest.raises(errors.BadFileError) as error:
+    pretrained.read_checkpoint(path)
+  message = str(error.value)
+  assert message.startswith(f"{path} is not a weights file") and reason in (
+      message)
+  assert "model.pretrained_checkpoint should name a .npz file" in message
+  assert not marker.exists()
+
+
+def test_missing_weights_file_names_the_config_field(tmp_path):
+  path = str(tmp_path / "nowhere.npz")
+  with pytest.raises(errors.MissingFileError,
+                     match="model.pretrained_checkpoint") as error:
+    pretrained.read_checkpoint(path)
+  assert path in str(error.value)
 
 
 def test_pretrained_orbax_round_trip(tmp_path):

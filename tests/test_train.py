@@ -57,10 +57,11 @@ def _assert_trees_equal(a, b, **tolerance):
       np.testing.assert_array_equal(x, y)
 
 
-def _main_command(workdir, data_dir, *flags):
-  return [sys.executable, "-m", "ptopk_patch_selection.main",
-          "--config=configs/test.py", f"--workdir={workdir}",
-          f"--config.dataset.data_dir={data_dir}", *flags]
+def _main_command(workdir, data_dir, *flags,
+                  program=("-m", "ptopk_patch_selection.main")):
+  return [sys.executable, *program, "--config=configs/test.py",
+          f"--workdir={workdir}", f"--config.dataset.data_dir={data_dir}",
+          *flags]
 
 
 def _environment(num_devices):
@@ -97,31 +98,65 @@ def test_train_and_evaluate_writes_metrics_checkpoint_and_pictures(
   assert all(os.path.getsize(p) > 0 for p in paths)
 
 
-def test_killed_run_resumes_to_identical_parameters(tiny_traffic_data_dir,
-                                                    tmp_path):
+# main.py, except that the save of step 6 hangs just before Orbax renames its
+# temporary folder into place, after touching the file $PTOPK_TEST_HUNG.
+_MAIN_HANGING_IN_SAVE_6 = """
+import os, time
+from orbax.checkpoint._src.path import atomicity
+finalize = atomicity.AtomicRenameTemporaryPath.finalize
+async def finalize_unless_step_6(self):
+  if self.get_final().name == "6":
+    open(os.environ["PTOPK_TEST_HUNG"], "w").close()
+    time.sleep(600)
+  await finalize(self)
+atomicity.AtomicRenameTemporaryPath.finalize = finalize_unless_step_6
+from ptopk_patch_selection import cli, main
+cli.run(main.main)
+"""
+
+
+def test_run_killed_in_a_save_resumes_past_a_garbled_checkpoint_exactly(
+    tiny_traffic_data_dir, tmp_path):
+  """Killed while saving step 6, then step 4 garbled: resumes from step 2."""
   steps = ["--config.num_train_steps=10", "--config.eval_every_steps=100",
            "--config.log_every_steps=1"]
   killed = str(tmp_path / "killed")
+  hung = tmp_path / "hung"
   process = subprocess.Popen(
-      _main_command(killed, tiny_traffic_data_dir, *steps), cwd=REPO,
-      env=_environment(4), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-  first = os.path.join(killed, "checkpoints", "4")
+      _main_command(killed, tiny_traffic_data_dir, *steps,
+                    program=("-c", _MAIN_HANGING_IN_SAVE_6)), cwd=REPO,
+      env=_environment(4) | {"PTOPK_TEST_HUNG": str(hung)},
+      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
   deadline = time.time() + 300
-  while not os.path.exists(first) and process.poll() is None:
-    assert time.time() < deadline, "no checkpoint appeared"
+  while not hung.exists() and process.poll() is None:
+    assert time.time() < deadline, "the save of step 6 never began"
     time.sleep(0.05)
   process.send_signal(signal.SIGKILL)
-  process.wait()
-  assert not os.path.exists(os.path.join(killed, "checkpoints", "10")), (
-      "the run finished before it could be killed")
+  _, stderr = process.communicate()
+  assert hung.exists(), stderr.decode()[-3000:]
+  directory = os.path.join(killed, "checkpoints")
+  # The killed save left its temporary folder, and the earlier checkpoints
+  # as they were: the newest is readable.
+  assert sorted(os.listdir(directory)) == ["2", "4", "6.orbax-checkpoint-tmp"]
+  assert _final_params(killed)[0] == 4
+  # Then its data files lose their ends, as on a full disk.
+  for root, _, files in os.walk(os.path.join(directory, "4")):
+    for name in files if os.path.basename(root) == "d" else []:
+      os.truncate(os.path.join(root, name), 10)
+
   quiet_by_itself = {key: value for key, value in _environment(4).items()
                      if key not in ("TF_CPP_MIN_LOG_LEVEL",
                                     "TF_ENABLE_ONEDNN_OPTS")}
   resumed = subprocess.run(
       _main_command(killed, tiny_traffic_data_dir, *steps), cwd=REPO,
       env=quiet_by_itself, check=True, capture_output=True, text=True)
-  assert "Restoring" in resumed.stdout and "at step" in resumed.stdout
-  # The terminal shows progress, not TensorFlow or Orbax start-up chatter.
+  assert f"Restoring {directory} at step 2." in resumed.stdout
+  assert (f"Checkpoint {os.path.join(directory, '4')} cannot be read" in
+          resumed.stderr)
+  assert os.listdir(os.path.join(killed, "unreadable_checkpoints"))
+  # The terminal shows progress, not tracebacks, TensorFlow or Orbax
+  # start-up chatter.
+  assert "Traceback" not in resumed.stderr
   assert "oneDNN" not in resumed.stderr
   assert "checkpoint_manager.py" not in resumed.stderr
   uninterrupted = str(tmp_path / "uninterrupted")

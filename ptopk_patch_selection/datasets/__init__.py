@@ -19,5 +19,9 @@ from ptopk_patch_selection.datasets.synthetic_billiard import SyntheticBilliard
 from ptopk_patch_selection.datasets.synthetic_traffic_signs import SyntheticTrafficSigns
 from ptopk_patch_selection.datasets.traffic_signs import TrafficSigns
 
-__all__ = ["Billiard", "SyntheticBilliard", "SyntheticTrafficSigns",
-           "TrafficSigns"]
+# The TFDS names of the project's builders.
+BUILDER_NAMES = tuple(builder.name for builder in (
+    Billiard, SyntheticBilliard, SyntheticTrafficSigns, TrafficSigns))
+
+__all__ = ["BUILDER_NAMES", "Billiard", "SyntheticBilliard",
+           "SyntheticTrafficSigns", "TrafficSigns"]

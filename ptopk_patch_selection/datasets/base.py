@@ -12,10 +12,13 @@ Two defaults differ from `tfds.core.GeneratorBasedBuilder`:
 
 import inspect
 import io
+import os
 
 from etils import epath
 from PIL import Image
 import tensorflow_datasets as tfds
+
+from ptopk_patch_selection import errors
 
 FILE_FORMAT = "array_record"
 
@@ -34,11 +37,34 @@ class ProjectBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     return epath.Path(inspect.getfile(cls))
 
 
-def open_image(data: bytes, name: str) -> Image.Image:
-  """Decodes image bytes; a corrupt image raises ValueError naming `name`."""
+def download_instructions(builder: tfds.core.DatasetBuilder,
+                          manual_dir: str) -> str | None:
+  """What to download by hand and where, or None if the builder needs nothing.
+
+  The builder reads its downloads from <manual_dir>/<builder name>/.
+  """
+  instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
+  return instructions and instructions.replace(
+      "<manual_dir>", os.path.join(manual_dir, builder.name))
+
+
+def open_image(data: bytes, name: str, remedy: str) -> Image.Image:
+  """Decodes image bytes.
+
+  Args:
+    data: the encoded image.
+    name: where it comes from (a full path, or an archive and a member).
+    remedy: what to do if it is corrupt, e.g. where to download it again.
+
+  Returns:
+    The decoded image.
+
+  Raises:
+    errors.BadFileError: a corrupt image; the message has `name` and `remedy`.
+  """
   try:
     image = Image.open(io.BytesIO(data))
     image.load()
   except (OSError, SyntaxError) as e:
-    raise ValueError(f"Corrupt image {name}: {e}") from e
+    raise errors.BadFileError(f"Corrupt image {name}: {e}. {remedy}") from e
   return image

@@ -15,12 +15,14 @@ paper's task, first).
 import dataclasses
 import io
 import json
+import lzma
 import pathlib
 import shutil
 import tarfile
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ptopk_patch_selection import errors
 from ptopk_patch_selection.datasets import base
 from ptopk_patch_selection.datasets import billiard_labels
 
@@ -46,9 +48,12 @@ def find_split_dirs(root: pathlib.Path) -> dict[str, pathlib.Path]:
   return found
 
 
-def rgb_png(data: bytes, name: str) -> bytes:
-  """`data` if it is an RGB PNG, else re-encoded as one; errors name `name`."""
-  image = base.open_image(data, name)
+def rgb_png(data: bytes, name: str, remedy: str) -> bytes:
+  """`data` if it is an RGB PNG, else re-encoded as one.
+
+  A corrupt image raises errors.BadFileError naming `name`, then `remedy`.
+  """
+  image = base.open_image(data, name, remedy)
   if image.format == "PNG" and image.mode == "RGB":
     return data
   buf = io.BytesIO()
@@ -57,14 +62,39 @@ def rgb_png(data: bytes, name: str) -> bytes:
 
 
 def _extract(archive: pathlib.Path, download_dir: pathlib.Path) -> pathlib.Path:
-  """Extracts `archive` once into download_dir/extracted/ (TFDS has no xz)."""
+  """Extracts `archive` once into download_dir/extracted/ (TFDS has no xz).
+
+  All or nothing: it is extracted next to its destination and renamed at the
+  end. A member that would land or link outside the destination (or a device
+  file), or a damaged archive, stops it with an error naming the archive and
+  the member, and leaves nothing extracted.
+  """
   target = download_dir / "extracted" / archive.name
-  if not target.exists():
-    partial = target.with_name(target.name + ".incomplete")
-    shutil.rmtree(partial, ignore_errors=True)
+  if target.exists():
+    return target
+  partial = target.with_name(target.name + ".incomplete")
+  shutil.rmtree(partial, ignore_errors=True)
+  partial.mkdir(parents=True)
+  redownload = f"Download {URL} again into {archive.parent}/."
+
+  def data_filter(member: tarfile.TarInfo, destination: str):
+    try:
+      return tarfile.data_filter(member, destination)
+    except tarfile.FilterError as e:
+      raise errors.BadFileError(
+          f"Refusing to extract {archive}: its member {member.name!r} is "
+          f"unsafe ({e}). It is not the authors' archive: {redownload}"
+      ) from e
+
+  try:
     with tarfile.open(archive, "r:xz") as tar:
-      tar.extractall(partial, filter="data")
+      tar.extractall(partial, filter=data_filter)
     partial.rename(target)
+  except (tarfile.TarError, lzma.LZMAError, EOFError) as e:
+    raise errors.BadFileError(f"{archive} is truncated or damaged ({e}). "
+                              f"{redownload}") from e
+  finally:
+    shutil.rmtree(partial, ignore_errors=True)  # gone if renamed
   return target
 
 
@@ -98,29 +128,36 @@ class Billiard(base.ProjectBuilder):
   def _split_generators(self, dl_manager):
     manual_dir = pathlib.Path(dl_manager.manual_dir)
     archive = manual_dir / ARCHIVE
-    root = manual_dir
     if archive.exists():
       root = _extract(archive, pathlib.Path(dl_manager.download_dir))
+      where = f"{archive} (extracted to {root})"
+      remedy = (f"Download {URL} again into {manual_dir}/ and delete {root} "
+                "before building again.")
+    else:
+      root, where = manual_dir, f"{manual_dir} (no {ARCHIVE} there)"
+      remedy = f"Download {URL} into {manual_dir}/."
     dirs = find_split_dirs(root)
     missing = [s for s in SPLITS if s not in dirs]
     if missing:
-      raise FileNotFoundError(
-          f"Missing {archive} (or the folders {missing} of <id>.png + "
-          f"<id>.json below {manual_dir}): download {URL} into "
-          f"{manual_dir}/.")
-    return {split: self._generate_examples(dirs[split]) for split in SPLITS}
+      raise errors.MissingFileError(
+          f"{where} has no folders {missing} of <id>.png + <id>.json. "
+          f"{remedy}")
+    return {split: self._generate_examples(dirs[split], remedy)
+            for split in SPLITS}
 
-  def _generate_examples(self, folder: pathlib.Path):
+  def _generate_examples(self, folder: pathlib.Path, remedy: str):
     label_fn = billiard_labels.LABEL_FUNCTIONS[
         self.builder_config.label_function]
     for index in sorted(int(p.stem) for p in folder.glob("*.png")):
       png, annotation = folder / f"{index}.png", folder / f"{index}.json"
       if not annotation.exists():
-        raise FileNotFoundError(f"{png} has no annotation {annotation}.")
+        raise errors.MissingFileError(
+            f"{png} has no annotation {annotation}. {remedy}")
       try:
         balls = json.loads(annotation.read_text())
         label = label_fn(balls)
       except (ValueError, KeyError, IndexError, TypeError) as e:
-        raise ValueError(f"Bad annotation {annotation}: {e}") from e
-      yield index, {"image": rgb_png(png.read_bytes(), str(png)),
+        raise errors.BadFileError(
+            f"Bad annotation {annotation}: {e}. {remedy}") from e
+      yield index, {"image": rgb_png(png.read_bytes(), str(png), remedy),
                     "label": label, "id": index}

@@ -24,8 +24,9 @@ from absl import flags
 from ml_collections import config_flags
 import tensorflow_datasets as tfds
 
-# Imported to register the project's TFDS builders.
-from ptopk_patch_selection import datasets  # pylint: disable=unused-import
+from ptopk_patch_selection import cli
+from ptopk_patch_selection import datasets
+from ptopk_patch_selection import errors
 from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import locations
 from ptopk_patch_selection.datasets import base
@@ -48,11 +49,15 @@ def build(name: str, data_dir: str,
   manual_dir = locations.resolve(manual_dir)
   builder = tfds.builder(name, data_dir=data_dir,
                          file_format=base.FILE_FORMAT)
-  download_config = tfds.download.DownloadConfig(
-      manual_dir=os.path.join(manual_dir, builder.name))
+  folder = os.path.abspath(os.path.join(manual_dir, builder.name))
+  download_config = tfds.download.DownloadConfig(manual_dir=folder)
   if builder.is_prepared():
     print(f"Found {name} already built in {data_dir}:")
   else:
+    instructions = base.download_instructions(builder, manual_dir)
+    if instructions and not (os.path.isdir(folder) and os.listdir(folder)):
+      raise errors.MissingFileError(
+          f"{folder} is missing or empty. Download into it:\n{instructions}")
     start = time.time()
     builder.download_and_prepare(download_config=download_config)
     print(f"Built {name} in {data_dir} in {time.time() - start:.1f} s:")
@@ -97,4 +102,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -26,9 +26,12 @@ import dataclasses
 import os
 import pathlib
 import zipfile
+import zlib
+
 import numpy as np
 import tensorflow_datasets as tfds
 
+from ptopk_patch_selection import errors
 from ptopk_patch_selection.datasets import base
 
 CLASS_NAMES = ("EMPTY", "50_SIGN", "70_SIGN", "80_SIGN")
@@ -48,8 +51,12 @@ class Sign:
   name: str
 
 
-class AnnotationError(ValueError):
+class AnnotationError(errors.BadFileError):
   """An annotation line that does not parse."""
+
+
+def _download_hint(set_dir: pathlib.Path, file: str) -> str:
+  return f"Download {URL}/{set_dir.name}/{file} into {set_dir}/."
 
 
 def _coordinate(text: str) -> float:
@@ -85,7 +92,7 @@ def parse_annotations(path: pathlib.Path) -> list[tuple[str, list[Sign], bool]]:
 
   Raises:
     AnnotationError: naming the file and line number of a line that does not
-      parse.
+      parse, and where to download the file again.
   """
   out = []
   for number, line in enumerate(path.read_text().splitlines(), start=1):
@@ -94,7 +101,9 @@ def parse_annotations(path: pathlib.Path) -> list[tuple[str, list[Sign], bool]]:
     try:
       name, signs = parse_line(line)
     except ValueError as e:
-      raise AnnotationError(f"{path}:{number}: {e}: {line!r}") from None
+      raise AnnotationError(f"{path}:{number}: {e}: {line!r}. "
+                            f"{_download_hint(path.parent, path.name)}"
+                           ) from None
     out.append((name, signs, "MISC_SIGNS" in line))
   return out
 
@@ -112,33 +121,54 @@ def label_of(signs: list[Sign], has_misc: bool,
 
 
 def _image_reader(set_dir: pathlib.Path, archive: str):
-  """A function file name -> JPEG bytes, from the zip or extracted files."""
+  """A function file name -> checked JPEG bytes, from the zip or the files.
+
+  Its errors name the zip or file and where to download the zip again.
+  """
   zip_path = set_dir / archive
+  remedy = _download_hint(set_dir, archive)
   if zip_path.exists():
-    zf = zipfile.ZipFile(zip_path.open("rb"))
+    try:
+      zf = zipfile.ZipFile(zip_path.open("rb"))
+    except zipfile.BadZipFile as e:
+      raise errors.BadFileError(f"{zip_path} is not a readable zip, perhaps "
+                                f"truncated ({e}). {remedy}") from e
     members = {os.path.basename(n): n for n in zf.namelist()}
     source = f"{zip_path}"
     read = lambda name: zf.read(members[name])
+    locate = lambda name: f"{zip_path}:{members[name]}"
   else:
     members = {p.name: p for p in set_dir.rglob("*.jpg")}
     source = f"{set_dir}"
     read = lambda name: members[name].read_bytes()
+    locate = lambda name: str(members[name])
 
   def reader(name):
     if name not in members:
-      raise FileNotFoundError(f"Image {name} of {set_dir}/annotations.txt "
-                              f"is not in {source}.")
-    return read(name)
+      raise errors.MissingFileError(
+          f"Image {name} of {set_dir}/annotations.txt is not in {source}. "
+          f"{remedy}")
+    try:
+      data = read(name)
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+      raise errors.BadFileError(f"{locate(name)} is damaged ({e}). "
+                                f"{remedy}") from e
+    check_image(data, locate(name), remedy)
+    return data
   return reader
 
 
-def check_image(data: bytes, name: str) -> None:
-  """Raises ValueError naming `name` unless `data` is a 960x1280 RGB JPEG."""
-  image = base.open_image(data, name)
+def check_image(data: bytes, name: str, remedy: str) -> None:
+  """Raises errors.BadFileError unless `data` is a 960x1280 RGB JPEG.
+
+  The message names `name`, then says `remedy`.
+  """
+  image = base.open_image(data, name, remedy)
   shape = np.asarray(image).shape
   if image.format != "JPEG" or shape != IMAGE_SHAPE:
-    raise ValueError(f"Image {name} is a {image.format} of shape {shape}; "
-                     f"expected a JPEG of {IMAGE_SHAPE}.")
+    raise errors.BadFileError(
+        f"Image {name} is a {image.format} of shape {shape}; expected a JPEG "
+        f"of {IMAGE_SHAPE}. {remedy}")
 
 
 @dataclasses.dataclass(eq=False)
@@ -184,9 +214,9 @@ class TrafficSigns(base.ProjectBuilder):
         missing = archive
       else:
         continue
-      raise FileNotFoundError(
-          f"Missing {set_dir / missing}: download {URL}/{folder}/{missing} "
-          f"into {set_dir}/.\nAll files:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      raise errors.MissingFileError(
+          f"Missing {set_dir / missing}. {_download_hint(set_dir, missing)}"
+          f"\nAll files:\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
     return {split: self._generate_examples(manual_dir / folder, archive)
             for split, (folder, archive) in SPLITS.items()}
 
@@ -196,6 +226,4 @@ class TrafficSigns(base.ProjectBuilder):
       label = label_of(signs, has_misc, self.builder_config.misc_only_is_empty)
       if label is None:
         continue
-      data = read(name)
-      check_image(data, f"{set_dir.name}/{name}")
-      yield name, {"image": data, "label": label, "file_name": name}
+      yield name, {"image": read(name), "label": label, "file_name": name}

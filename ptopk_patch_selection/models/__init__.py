@@ -39,6 +39,7 @@ from typing import Any, TYPE_CHECKING
 
 import flax.linen as nn
 
+from ptopk_patch_selection import errors
 from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
 from ptopk_patch_selection.models import aggregators
@@ -73,14 +74,14 @@ def _choice(config: ml_collections.ConfigDict, field: str,
   for part in field.split("."):
     value = value[part]
   if value not in choices:
-    raise ValueError(f"model.{field}={value!r} is not one of "
-                     f"{tuple(choices)}.")
+    raise errors.ConfigError(f"model.{field}={value!r} is not one of "
+                             f"{tuple(choices)}.")
   return value
 
 
 def _check(condition: bool, message: str) -> None:
   if not condition:
-    raise ValueError(message)
+    raise errors.ConfigError(message)
 
 
 TRAIN_PATCHES = ("soft", "sampled", "score_function")

@@ -18,6 +18,8 @@ with a log line.
 """
 
 import os
+import zipfile
+import zlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +29,13 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from ptopk_patch_selection import errors
+
 _SEP = "/"
+_FORMAT = ("a .npz file of plain arrays named like "
+           "'params/stage1_block1/conv1/kernel', as pretrained.save_npz "
+           "writes, or an Orbax checkpoint folder of the same tree")
+_SHOWN = 5  # names shown per list when the checkpoint does not fit
 
 
 def flatten(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
@@ -43,14 +51,54 @@ def save_npz(path: str, variables: Mapping[str, Any]) -> None:
 
 
 def read_checkpoint(path: str) -> dict[str, np.ndarray]:
-  """Flattened variables of a .npz file or an Orbax checkpoint directory."""
+  """Flattened variables of a .npz file or an Orbax checkpoint directory.
+
+  Nothing is unpickled: a .npz entry that holds Python objects is refused.
+
+  Raises:
+    errors.MissingFileError: nothing is at `path`.
+    errors.BadFileError: `path` is not such a file (a pickle, a truncated
+      download, another kind of file); the message names it.
+  """
+  path = os.path.abspath(path)
   if os.path.isdir(path):
-    tree = ocp.StandardCheckpointer().restore(os.path.abspath(path))
-    return flatten(tree)
+    try:
+      return flatten(ocp.StandardCheckpointer().restore(path))
+    except Exception as e:  # pylint: disable=broad-except
+      # Orbax and TensorStore raise many types on damaged folders.
+      raise _not_weights(path, "not a readable Orbax checkpoint: " +
+                         str(e).split("\n", 1)[0][:200]) from e
   if not os.path.exists(path):
-    raise FileNotFoundError(f"No pretrained checkpoint at {path!r}.")
-  with np.load(path) as data:
-    return {name: data[name] for name in data.files}
+    raise errors.MissingFileError(
+        f"No pretrained checkpoint at {path} (model.pretrained_checkpoint): "
+        f"it should be {_FORMAT}.")
+  if not zipfile.is_zipfile(path):
+    raise _not_weights(path, "not a zip archive of arrays: a pickle, a "
+                       "truncated download or another kind of file")
+  with np.load(path, allow_pickle=False) as data:
+    arrays = {}
+    for name in data.files:
+      try:
+        arrays[name] = data[name]  # bytes for an entry that is not .npy
+      except ValueError as e:
+        # numpy refuses object arrays, which are pickles, without unpickling.
+        raise _not_weights(
+            path, f"its entry {name!r} " +
+            ("holds pickled Python objects, which are never loaded"
+             if "allow_pickle" in str(e) else f"is not a plain array ({e})")
+        ) from e
+      except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as e:
+        raise _not_weights(path, f"its entry {name!r} is truncated or "
+                           f"damaged ({e})") from e
+      if not isinstance(arrays[name], np.ndarray):
+        raise _not_weights(path, f"its entry {name!r} is not a .npy array")
+    return arrays
+
+
+def _not_weights(path: str, reason: str) -> errors.BadFileError:
+  return errors.BadFileError(
+      f"{path} is not a weights file ({reason}). model.pretrained_checkpoint "
+      f"should name {_FORMAT}.")
 
 
 def load_pretrained(variables: Mapping[str, Any], path: str, *,
@@ -66,8 +114,9 @@ def load_pretrained(variables: Mapping[str, Any], path: str, *,
     New variables; everything outside the submodule is unchanged.
 
   Raises:
-    ValueError: when a variable of the submodule is missing from the
-      checkpoint or has another shape; the message lists them all.
+    errors.BadFileError: (a ValueError) when a variable of the submodule is
+      missing from the checkpoint or has another shape; the message shows a
+      few of the model's and the file's names.
   """
   checkpoint = read_checkpoint(path)
   target = {}
@@ -83,12 +132,16 @@ def load_pretrained(variables: Mapping[str, Any], path: str, *,
       f"{name}: checkpoint {checkpoint[name].shape} vs model "
       f"{target[name].shape}" for name in set(target) & set(checkpoint)
       if checkpoint[name].shape != target[name].shape)
-  if missing or mismatched:
-    raise ValueError(
-        f"Pretrained checkpoint {path!r} does not fit {submodule!r}. "
-        f"Missing ({len(missing)}): {missing}. "
-        f"Shape mismatches ({len(mismatched)}): {mismatched}.")
   unused = sorted(set(checkpoint) - set(target))
+  if missing or mismatched:
+    raise errors.BadFileError(
+        f"Pretrained checkpoint {os.path.abspath(path)} does not fit the "
+        f"model's {submodule!r}:\n" +
+        _names("the model's names missing from the file", missing) +
+        _names("the file's names the model lacks", unused) +
+        _names("shape mismatches", mismatched) +
+        "Its names should be those of the bare feature network, as "
+        "pretrained.save_npz(path, network.init(...)) writes them.")
   if unused:
     logging.info("Ignoring %d checkpoint entries: %s", len(unused), unused)
   logging.info("Loaded %d pretrained arrays from %s into %s.", len(target),
@@ -99,3 +152,11 @@ def load_pretrained(variables: Mapping[str, Any], path: str, *,
     key = f"{collection}{_SEP}{submodule}{_SEP}{rest}"
     flat[key] = jnp.asarray(checkpoint[name], dtype=flat[key].dtype)
   return traverse_util.unflatten_dict(flat, sep=_SEP)
+
+
+def _names(title: str, names: list[str]) -> str:
+  """A line with the first few of `names`, or nothing if there are none."""
+  if not names:
+    return ""
+  more = f", ... ({len(names) - _SHOWN} more)" if len(names) > _SHOWN else ""
+  return f"  {title} ({len(names)}): {', '.join(names[:_SHOWN])}{more}\n"

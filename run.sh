@@ -52,11 +52,11 @@ run_benchmarks() {
 }
 
 train_default() {
-  # The embedded default: build synthetic_traffic_signs/small if missing,
+  # The embedded default: build synthetic_traffic_signs/textures if missing,
   # train configs/synthetic.py, evaluate, say where everything is.
   local workdir="${WORKDIR:-data/workdirs/synthetic}"
   "$PYTHON" -m ptopk_patch_selection.datasets.build \
-    --dataset=synthetic_traffic_signs/small --data_dir=data/tfds \
+    --dataset=synthetic_traffic_signs/textures --data_dir=data/tfds \
     --noread_epoch
   "$PYTHON" -m ptopk_patch_selection.main --config=configs/synthetic.py \
     --workdir="$workdir" --verbosity=-1

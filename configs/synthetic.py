@@ -26,7 +26,7 @@ default = locations.sibling_config(__file__, "default")
 
 def get_config():
   config = default.get_config()
-  config.dataset.name = "synthetic_traffic_signs/small"
+  config.dataset.name = "synthetic_traffic_signs/textures"
   config.dataset.image_size = (512, 512)
   config.dataset.num_classes = 4
   config.dataset.augmentation = "traffic"
@@ -37,15 +37,16 @@ def get_config():
   config.model.k = 4
   config.model.patch_size = 96
   config.model.downscale = 8  # 64x64 scorer input, 7x7 grid
-  config.model.scorer_padding = "edge"
+  config.model.scorer_padding = "valid"
   config.model.patch_padding = "edge"
+  config.model.patch_grid = "scorer"
   config.model.feature_network = "resnet18_thin"
   config.model.aggregator = "mean"
-  config.model.train_patches = "sampled"
+  config.model.train_patches = "soft"
   config.model.perturbed.num_samples = 100
   config.sigma = 0.5
   config.sigma_end = 0.0
-  config.entropy_regularizer = 0.01
+  config.entropy_regularizer = 0.0
 
   config.learning_rate = 1e-3
   config.weight_decay = 1e-4

@@ -66,5 +66,6 @@ def get_config(variant: str = ""):
   elif variant == "sinkhorn":
     config.model.selection = "sinkhorn"
   elif variant == "diagonal":
-    config.model.perturbed.gradient = "diagonal"
+    config.model.perturbed.gradient = "diagonal"  # the released estimator
+    config.model.perturbed.variance_reduction = "none"
   return config

@@ -31,6 +31,9 @@ import jax.numpy as jnp
 GRADIENTS = ("exact", "diagonal")
 NOISES = ("normal", "gumbel")
 VARIANCE_REDUCTIONS = ("none", "leave_one_out", "antithetic", "conditional")
+# The diagonal term reads each sample's own noise only: a baseline on <G, Y_s>
+# or the conditional integral has nothing to act on.
+DIAGONAL_VARIANCE_REDUCTIONS = ("none", "antithetic")
 
 
 def topk_indices(scores: jax.Array, k: int) -> jax.Array:
@@ -349,6 +352,11 @@ def perturbed_topk(scores: jax.Array,
   if variance_reduction not in VARIANCE_REDUCTIONS:
     raise ValueError(f"variance_reduction={variance_reduction!r} is not one "
                      f"of {VARIANCE_REDUCTIONS}.")
+  if (gradient == "diagonal" and
+      variance_reduction not in DIAGONAL_VARIANCE_REDUCTIONS):
+    raise ValueError(
+        f"gradient='diagonal' ignores variance_reduction="
+        f"{variance_reduction!r}; use one of {DIAGONAL_VARIANCE_REDUCTIONS}.")
   if variance_reduction == "conditional" and k >= d:
     raise ValueError(f"variance_reduction='conditional' needs k={k} < d={d}.")
   antithetic = variance_reduction == "antithetic"

@@ -123,6 +123,27 @@ def test_create_model_rejects_invalid_fields(field, value, message):
     models.create_model(config, num_classes=4, image_size=IMAGE)
 
 
+def test_diagonal_gradient_with_an_ignored_variance_reduction_fails():
+  """The released diagonal term cannot use a conditional or leave-one-out
+  reduction: the error names both fields."""
+  for reduction in ("conditional", "leave_one_out"):
+    config = tiny_config(**{"perturbed.gradient": "diagonal",
+                            "perturbed.variance_reduction": reduction})
+    with pytest.raises(ValueError, match=(
+        r"model.perturbed.gradient='diagonal' ignores "
+        rf"model.perturbed.variance_reduction='{reduction}'")):
+      models.create_model(config, num_classes=4, image_size=IMAGE)
+    with pytest.raises(ValueError, match="gradient='diagonal' ignores"):
+      ptopk.perturbed_topk(jnp.zeros((1, 6)), jax.random.key(0), k=2,
+                           num_samples=4, sigma=0.5,
+                           gradient="diagonal", variance_reduction=reduction)
+  for reduction in ptopk.DIAGONAL_VARIANCE_REDUCTIONS:
+    models.create_model(
+        tiny_config(**{"perturbed.gradient": "diagonal",
+                       "perturbed.variance_reduction": reduction}),
+        num_classes=4, image_size=IMAGE)
+
+
 def test_create_model_accepts_largest_k_and_patch():
   model = models.create_model(tiny_config(k=6, patch_size=48), num_classes=4,
                               image_size=IMAGE)

@@ -25,7 +25,8 @@ from ml_collections import config_flags
 import tensorflow_datasets as tfds
 
 from ptopk_patch_selection import cli
-from ptopk_patch_selection import datasets
+# Imported to register the project's TFDS builders.
+from ptopk_patch_selection import datasets  # pylint: disable=unused-import
 from ptopk_patch_selection import errors
 from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import locations

@@ -104,6 +104,12 @@ def _topk(config: ml_collections.ConfigDict, k: int,
   _choice(config, "perturbed.gradient", ptopk.GRADIENTS)
   _choice(config, "perturbed.noise", ptopk.NOISES)
   _choice(config, "perturbed.variance_reduction", ptopk.VARIANCE_REDUCTIONS)
+  _check(perturbed.gradient != "diagonal" or perturbed.variance_reduction in
+         ptopk.DIAGONAL_VARIANCE_REDUCTIONS,
+         "model.perturbed.gradient='diagonal' ignores "
+         f"model.perturbed.variance_reduction="
+         f"{perturbed.variance_reduction!r}: set it to one of "
+         f"{ptopk.DIAGONAL_VARIANCE_REDUCTIONS}.")
   _check(perturbed.num_samples >= 1, "model.perturbed.num_samples="
          f"{perturbed.num_samples} must be >= 1.")
   _choice(config, "normalization", selection.NORMALIZATIONS)

@@ -42,7 +42,7 @@ run_tests() {
 run_benchmarks() {
   local names=("$@")
   if [ ${#names[@]} -eq 0 ]; then
-    names=(topk_op model_speed reader_noise learning)
+    names=(topk_op model_speed reader_noise scorer_signal learning)
   fi
   for name in "${names[@]}"; do
     echo "[run.sh] benchmark $name"

@@ -10,13 +10,18 @@ per step, and the accuracy at each evaluation against wall-clock minutes.
   python -m benchmarks.learning [--variants=default,random] [--seeds=0,1,2]
                                 [--num_train_steps=500]
 
-Variants: default; diagonal (the released gradient); plain_estimator
-(variance_reduction="none"); soft_patches (train_patches="soft");
+Variants: default (configs/synthetic.py: soft patches, exact conditional
+gradient, patches centred on their score cells, no entropy regulariser);
+random (random patches in training and evaluation, no scorer);
+downscaled_cnn (the feature network on the image downscaled 8x); diagonal
+(the released gradient); plain_estimator (variance_reduction="none");
+sampled_patches (train_patches="sampled", straight-through);
 score_function (train_patches="score_function", 4 selections per image);
-small_sigma (sigma 0.05 -> 0, the paper's); zero_padding; sinkhorn;
-random (random patches); downscaled_cnn (the feature network on the image
-downscaled 8x); perturbed_eval (perturbed instead of hard Top-K at
-evaluation). Each run takes minutes on a CPU: the full table (11 variants x
+entropy_regularizer (0.01, the earlier default); edge_scorer (16x16 score
+windows that overlap, the earlier default); released_grid (the released
+patch geometry); small_sigma (sigma 0.05 -> 0, the paper's); zero_padding;
+sinkhorn; perturbed_eval (perturbed Top-K at evaluation, with the training
+sigma). Each run takes minutes on a CPU: the full table (15 variants x
 3 seeds) is a long run; use an accelerator or a subset.
 
 `--long` runs the paper's relational comparison instead: the billiard model
@@ -51,20 +56,23 @@ from ptopk_patch_selection import train  # pylint: disable=g-import-not-at-top,w
 # Overrides of configs/synthetic.py, as (dotted field, value) pairs.
 VARIANTS = {
     "default": (),
-    "diagonal": (("model.perturbed.gradient", "diagonal"),),
-    "plain_estimator": (("model.perturbed.variance_reduction", "none"),),
-    "soft_patches": (("model.train_patches", "soft"),),
-    "score_function": (("model.train_patches", "score_function"),),
-    "small_sigma": (("sigma", 0.05),),
-    "zero_padding": (("model.scorer_padding", "valid"),
-                     ("model.patch_padding", "constant")),
-    "sinkhorn": (("model.selection", "sinkhorn"),
-                 ("model.sinkhorn.epsilon", 1e-2),
-                 ("model.sinkhorn.num_iterations", 200)),
     "random": (("model.selection", "random"),
                ("model.selection_eval", "random")),
     "downscaled_cnn": (("model.name", "whole_image"),
                        ("model.whole_image_downscale", 8)),
+    "diagonal": (("model.perturbed.gradient", "diagonal"),
+                 ("model.perturbed.variance_reduction", "none")),
+    "plain_estimator": (("model.perturbed.variance_reduction", "none"),),
+    "sampled_patches": (("model.train_patches", "sampled"),),
+    "score_function": (("model.train_patches", "score_function"),),
+    "entropy_regularizer": (("entropy_regularizer", 0.01),),
+    "edge_scorer": (("model.scorer_padding", "edge"),),
+    "released_grid": (("model.patch_grid", "released"),),
+    "small_sigma": (("sigma", 0.05),),
+    "zero_padding": (("model.patch_padding", "constant"),),
+    "sinkhorn": (("model.selection", "sinkhorn"),
+                 ("model.sinkhorn.epsilon", 1e-2),
+                 ("model.sinkhorn.num_iterations", 200)),
     "perturbed_eval": (("model.selection_eval", "perturbed"),),
 }
 

@@ -20,8 +20,12 @@ reader, on scenes of its dataset drawn here (`traffic_scene`, no build):
    by that gradient (0: the cell the gradient raises most; 0.5: random), and
    "random rank" the same for a random other cell.
 
-  python -m benchmarks.scorer_signal [--variants=sampled,soft]
-      [--scorer_steps=300] [--reader_steps=300] [--seeds=0]
+  python -m benchmarks.scorer_signal [--signal_variants=soft,sampled]
+      [--scorer_steps=300] [--oracle_steps=300] [--signal_seeds=0,1,2]
+      [--seeded_variants=soft]
+
+(Flag names differ from the other benchmarks', which share one process in
+the tests.)
 
 Writes benchmarks/results/scorer_signal.{json,md}.
 """
@@ -49,34 +53,30 @@ from ptopk_patch_selection.models import scorer
 
 READER_PARAMS = r"^(feature_network|aggregator|head)/"
 
-# Overrides of configs/synthetic.py, as (dotted field, value) pairs.
+# Overrides of configs/synthetic.py (soft patches, the exact conditional
+# gradient, patches centred on their score cells, 8x8 score windows, no
+# entropy regulariser), as (dotted field, value) pairs.
 VARIANTS = {
-    "sampled": (("model.train_patches", "sampled"),),
-    "sampled_diagonal": (("model.train_patches", "sampled"),
-                         ("model.perturbed.gradient", "diagonal"),
-                         ("model.perturbed.variance_reduction", "none")),
-    "sampled_plain": (("model.train_patches", "sampled"),
+    "soft": (),
+    "soft_plain": (("model.perturbed.variance_reduction", "none"),),
+    "soft_diagonal": (("model.perturbed.gradient", "diagonal"),
                       ("model.perturbed.variance_reduction", "none")),
-    "soft": (("model.train_patches", "soft"),),
-    "soft_constant_sigma": (("model.train_patches", "soft"),
-                            ("sigma_end", 0.5)),
+    "sampled": (("model.train_patches", "sampled"),),
     "score_function": (("model.train_patches", "score_function"),),
-    "score_function_constant_sigma": (
-        ("model.train_patches", "score_function"), ("sigma_end", 0.5)),
-    "released_grid_soft": (("model.train_patches", "soft"),
-                           ("model.patch_grid", "released")),
-    "released_grid_sampled": (("model.train_patches", "sampled"),
-                              ("model.patch_grid", "released")),
-    "soft_max": (("model.train_patches", "soft"),
-                 ("model.aggregator", "max")),
-    "score_function_max": (("model.train_patches", "score_function"),
-                           ("model.aggregator", "max")),
+    "entropy_regularizer": (("entropy_regularizer", 0.01),),
+    "edge_scorer": (("model.scorer_padding", "edge"),),
+    "released_grid": (("model.patch_grid", "released"),),
+    "constant_sigma": (("sigma_end", 0.5),),
 }
 
-_VARIANTS = flags.DEFINE_list("variants", None,
+_VARIANTS = flags.DEFINE_list("signal_variants", None,
                               "Variants to run (default: all).")
-_SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds of the scorer phase.")
-_READER_STEPS = flags.DEFINE_integer("reader_steps", 300,
+_SEEDS = flags.DEFINE_list("signal_seeds", ["0", "1", "2"],
+                           "Seeds of the scorer phase.")
+_SEEDED = flags.DEFINE_list(
+    "seeded_variants", ["soft"],
+    "Variants run with every --signal_seeds; the others with the first.")
+_READER_STEPS = flags.DEFINE_integer("oracle_steps", 300,
                                      "Reader pretraining steps.")
 _SCORER_STEPS = flags.DEFINE_integer("scorer_steps", 300,
                                      "Scorer training steps per variant.")
@@ -366,7 +366,7 @@ def main(argv):
   names = _VARIANTS.value or list(VARIANTS)
   unknown = sorted(set(names) - set(VARIANTS))
   if unknown:
-    raise app.UsageError(f"--variants: unknown {unknown}; choose from "
+    raise app.UsageError(f"--signal_variants: unknown {unknown}; choose from "
                          f"{sorted(VARIANTS)}.")
   base = synthetic.get_config()
   spec = dataset_spec(base)
@@ -380,7 +380,8 @@ def main(argv):
   alignment_batch = batch_at(scenes, np.arange(_ALIGNMENT_IMAGES.value))
   runs, rows = [], []
   for name in names:
-    for seed in map(int, _SEEDS.value):
+    seeds = [int(seed) for seed in _SEEDS.value]
+    for seed in seeds if name in _SEEDED.value else seeds[:1]:
       config = variant_config(name, seed, _SCORER_STEPS.value)
       key = reader_setting(config)
       if key not in readers:

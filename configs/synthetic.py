@@ -2,18 +2,19 @@
 # Licensed under the Apache License, Version 2.0.
 r"""The embedded default: synthetic traffic signs on a CPU, in minutes.
 
-`./run.sh` builds synthetic_traffic_signs/small (512x512; 3000 train, 500
-test; 4 classes: no speed sign / 50 / 70 / 80 among look-alike signs) and
-trains this config. The numbers that decide the class are unreadable at the
-scorer's 8x downscale (see data/README.md), so the model has to learn where
-to look: K=4 of the 7x7 grid of candidate 96x96 patches.
+`./run.sh` builds synthetic_traffic_signs/textures (512x512; 3000 train, 500
+test; 4 classes: no coded sign / stripes / stripes across / checkerboard,
+among flat look-alike ring signs) and trains this config. The codes that
+decide the class vanish at the scorer's 8x downscale (see data/README.md),
+so the model has to learn where to look: K=4 of the 7x7 grid of candidate
+96x96 patches, each centred where its score looked (model.patch_grid).
 
 Differences from the paper's traffic config, chosen for a short CPU run:
 smaller images and K, the thin ResNet-18 (the ATS network learned far more
 slowly on this budget), 100 noise samples, a large initial sigma that decays
-to 0, edge padding (no artificial borders for the scorer to chase), clean
-sampled training patches (model.train_patches), lr 1e-3. It does not yet
-reach a good accuracy in this budget: see the README's learning section.
+to 0, edge padding of the patches, lr 1e-3, and no entropy regulariser (at
+0.01 it kept the scorer from learning at all: README, learning section).
+The digits scenes (synthetic_traffic_signs/small) are the hard variant.
 
   python -m ptopk_patch_selection.main --config=configs/synthetic.py \
       --workdir=data/workdirs/synthetic

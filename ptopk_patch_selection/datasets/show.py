@@ -3,7 +3,7 @@
 r"""Writes a PNG grid of examples of a built dataset, with labels and boxes.
 
   python -m ptopk_patch_selection.datasets.show \
-    --dataset=synthetic_traffic_signs/small --out=/tmp/signs.png
+    --dataset=synthetic_traffic_signs/textures --out=/tmp/signs.png
 
 Object boxes (synthetic datasets) are drawn green for the objects that decide
 the label (`is_target`) and yellow for the others.
@@ -23,7 +23,7 @@ from ptopk_patch_selection import datasets  # pylint: disable=unused-import
 from ptopk_patch_selection import locations
 from ptopk_patch_selection.datasets import drawing
 
-_DATASET = flags.DEFINE_string("dataset", "synthetic_traffic_signs/small",
+_DATASET = flags.DEFINE_string("dataset", "synthetic_traffic_signs/textures",
                                "TFDS name[/config].")
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Built datasets.")
 _SPLIT = flags.DEFINE_string("split", "train", "Split to show.")

@@ -3,7 +3,8 @@
 """Does the scorer learn where to look when the reader already reads?
 
 Isolates the scorer of the embedded default (configs/synthetic.py) from the
-reader, on scenes of its dataset drawn here (`traffic_scene`, no build):
+reader, on scenes of its dataset drawn here (`traffic_scene`, no build and no
+JPEG round trip):
 
 1. The reader (feature network, aggregator, head) is pretrained inside
    PatchNet's own setting: `PatchNet.read` on k hard patches, the deciding
@@ -118,23 +119,12 @@ def variant_config(name: str, seed: int, num_train_steps: int):
 def dataset_spec(config) -> traffic_scene.SceneSpec:
   """The SceneSpec of the config's synthetic_traffic_signs builder config."""
   name = config.dataset.name.split("/")[-1]
-  for builder_config in synthetic_traffic_signs.SyntheticTrafficSigns.BUILDER_CONFIGS:
+  builder = synthetic_traffic_signs.SyntheticTrafficSigns
+  for builder_config in builder.BUILDER_CONFIGS:
     if builder_config.name == name:
       return builder_config.spec
   raise ValueError(f"dataset.name={config.dataset.name!r} is not a "
                    "synthetic_traffic_signs config.")
-
-
-def _scene(index: int, split: int, spec, max_objects: int):
-  label = index % len(traffic_scene.CLASS_NAMES)
-  image, objects = traffic_scene.render_scene(
-      spec, label, drawing.example_rng(0, split, index))
-  boxes = np.zeros((max_objects, 4), np.float32)
-  boxes[:len(objects)] = [o["bbox"] for o in objects]
-  is_target = np.zeros(max_objects, bool)
-  is_target[:len(objects)] = [o["is_target"] for o in objects]
-  box_mask = np.arange(max_objects) < len(objects)
-  return np.asarray(image), label, boxes, box_mask, is_target
 
 
 def draw_scenes(num: int, split: int, spec, max_objects: int) -> dict:
@@ -147,13 +137,21 @@ def draw_scenes(num: int, split: int, spec, max_objects: int) -> dict:
 
 
 class _SceneFn:
-  """Picklable `_scene` of one split (for the worker processes)."""
+  """Scene `index` of one split as batch rows (picklable for the workers)."""
 
   def __init__(self, split, spec, max_objects):
-    self.args = (split, spec, max_objects)
+    self.split, self.spec, self.max_objects = split, spec, max_objects
 
   def __call__(self, index):
-    return _scene(index, *self.args)
+    label = index % len(traffic_scene.CLASS_NAMES)
+    image, objects = traffic_scene.render_scene(
+        self.spec, label, drawing.example_rng(0, self.split, index))
+    n, m = len(objects), self.max_objects
+    boxes = np.zeros((m, 4), np.float32)
+    boxes[:n] = [o["bbox"] for o in objects]
+    is_target = np.zeros(m, bool)
+    is_target[:n] = [o["is_target"] for o in objects]
+    return np.asarray(image), label, boxes, np.arange(m) < n, is_target
 
 
 def batch_at(scenes: dict, rows: np.ndarray) -> dict:

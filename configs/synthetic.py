@@ -12,8 +12,9 @@ so the model has to learn where to look: K=4 of the 7x7 grid of candidate
 Differences from the paper's traffic config, chosen for a short CPU run:
 smaller images and K, the thin ResNet-18 (the ATS network learned far more
 slowly on this budget), 100 noise samples, a large initial sigma that decays
-to 0, edge padding of the patches, lr 1e-3, and no entropy regulariser (at
-0.01 it kept the scorer from learning at all: README, learning section).
+to 0, edge padding of the patches, lr 1e-3, the paper's non-overlapping 8x8
+score windows (the 16x16 "edge" windows put the top-k on one sign: README,
+learning section), and no entropy regulariser (0.01 learns as well here).
 The digits scenes (synthetic_traffic_signs/small) are the hard variant.
 
   python -m ptopk_patch_selection.main --config=configs/synthetic.py \

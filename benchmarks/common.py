@@ -66,9 +66,13 @@ def override(config: ml_collections.ConfigDict,
   """A copy of `config` with (dotted field, value) pairs set."""
   config = config.copy_and_resolve_references()
   for field, value in pairs:
-    *parents, last = field.split(".")
-    node = config
-    for parent in parents:
-      node = node[parent]
-    node[last] = value
+    parent, _, last = field.rpartition(".")
+    get_field(config, parent)[last] = value
+  return config
+
+
+def get_field(config: ml_collections.ConfigDict, field: str):
+  """config's dotted `field` ("model.k"; "" is config itself)."""
+  for part in filter(None, field.split(".")):
+    config = config[part]
   return config

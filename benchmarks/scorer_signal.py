@@ -98,13 +98,7 @@ READER_FIELDS = ("model.aggregator", "model.k", "model.patch_grid",
 
 def reader_setting(config) -> tuple:
   """The config's values of READER_FIELDS."""
-  values = []
-  for field in READER_FIELDS:
-    node = config
-    for part in field.split("."):
-      node = node[part]
-    values.append(node)
-  return tuple(values)
+  return tuple(common.get_field(config, field) for field in READER_FIELDS)
 
 
 def variant_config(name: str, seed: int, num_train_steps: int):
@@ -160,6 +154,19 @@ def batch_at(scenes: dict, rows: np.ndarray) -> dict:
   batch["image"] = batch["image"].astype(np.float32) / 255.0
   batch["mask"] = np.ones(len(rows), bool)
   return batch
+
+
+class _TestBatches:
+  """In-memory scenes as `Trainer.evaluate` reads an input pipeline."""
+
+  def __init__(self, scenes: dict, batch_size: int):
+    self.scenes, self.batch_size = scenes, batch_size
+
+  def eval_batches(self):
+    n = len(self.scenes["label"])
+    for start in range(0, n, self.batch_size):
+      yield batch_at(self.scenes,
+                     np.arange(start, min(start + self.batch_size, n)))
 
 
 def sign_cells(batch: dict, grid) -> np.ndarray:
@@ -337,20 +344,11 @@ def train_scorer(config, reader_variables, scenes, test_scenes, steps,
         state, trainer.global_batch({"image": batch["image"],
                                      "label": batch["label"]}))
     if i % eval_every == 0 or i == steps:
-      totals = None
-      for j in range(0, len(test_scenes["label"]), config.eval_batch_size):
-        rows = np.arange(j, min(j + config.eval_batch_size,
-                                len(test_scenes["label"])))
-        sums, _ = trainer.eval_step(
-            state, trainer.global_batch(batch_at(test_scenes, rows)),
-            j // config.eval_batch_size)
-        sums = jax.device_get(sums)
-        totals = sums if totals is None else jax.tree.map(np.add, totals,
-                                                          sums)
+      results, _ = trainer.evaluate(state, _TestBatches(
+          test_scenes, config.eval_batch_size))
       result["steps"].append(i)
-      result["coverage"].append(float(totals["covered"] /
-                                      totals["with_target"]))
-      result["accuracy"].append(float(totals["correct"] / totals["count"]))
+      result["coverage"].append(results["coverage"])
+      result["accuracy"].append(results["accuracy"])
       print(f"  step {i}: covered {result['coverage'][-1]:.3f}, accuracy "
             f"{result['accuracy'][-1]:.3f}", flush=True)
   result["seconds_per_step"] = (time.time() - start) / steps

@@ -11,9 +11,11 @@ where the scorer looked: score (i, j) comes from the region centred at
 (c (i + 1), c (j + 1)) in image pixels, c = 8 * downscale (models/scorer.py),
 27-43 px away from its patch's centre for the default's 7x7 grid on 512 px.
 `PatchGrid(..., cell_stride=c)` centres patch (i, j) there instead: stride
-(c, c) and top-left corner (c (i + 1) - p // 2, c (j + 1) - p // 2). Parts that fall outside
-the image are padded ("constant" zeros as in the released code, or "edge" /
-"reflect", which do not create artificial edges at the border).
+(c, c) and top-left corner (c (i + 1) - p // 2, c (j + 1) - p // 2).
+
+Parts of a patch that fall outside the image are padded ("constant" zeros as
+in the released code, or "edge" / "reflect", which do not create artificial
+edges at the border).
 
 Three extractors, all returning (b, k, p, p, c):
   * `extract_patches_from_indices`: hard selection, one dynamic_slice per

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's two commands (see README.md):
 #   ./run.sh                 set up, build the synthetic data, train and evaluate
-#                            the default (WORKDIR=... to choose the workdir)
+#                            the default (WORKDIR=... to choose the workdir,
+#                            SEED=... to change the config's seed)
 #   ./run.sh test [ARGS]     set up, run the test suite (ARGS go to pytest)
 #   ./run.sh bench [NAMES]   set up, run the benchmarks in benchmarks/ (all, or the named ones)
 # Any other arguments are passed to `python -m ptopk_patch_selection.main`.
@@ -58,8 +59,10 @@ train_default() {
   "$PYTHON" -m ptopk_patch_selection.datasets.build \
     --dataset=synthetic_traffic_signs/textures --data_dir=data/tfds \
     --noread_epoch
+  local seed=()
+  if [ -n "${SEED:-}" ]; then seed=(--config.seed="$SEED"); fi
   "$PYTHON" -m ptopk_patch_selection.main --config=configs/synthetic.py \
-    --workdir="$workdir" --verbosity=-1
+    ${seed[@]+"${seed[@]}"} --workdir="$workdir" --verbosity=-1
 }
 
 setup

@@ -50,6 +50,15 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
   return "\n".join(lines)
 
 
+def read_results(name: str) -> dict:
+  """results/<name>.json as written by `write_results`, or {} if absent."""
+  path = os.path.join(RESULTS_DIR, f"{name}.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
 def write_results(name: str, results: dict, table: str) -> str:
   """Writes results/<name>.json and results/<name>.md; returns the json path."""
   os.makedirs(RESULTS_DIR, exist_ok=True)

@@ -3,7 +3,7 @@
 """How fast each variant learns the embedded default task.
 
 Trains configs/synthetic.py and its variants (same budget, same seeds) on
-synthetic_traffic_signs/small and reports, per variant, the final test
+synthetic_traffic_signs/textures and reports, per variant, the final test
 accuracy (mean and spread over seeds), the covered-sign fraction, the time
 per step, and the accuracy at each evaluation against wall-clock minutes.
 
@@ -19,10 +19,13 @@ sampled_patches (train_patches="sampled", straight-through);
 score_function (train_patches="score_function", 4 selections per image);
 entropy_regularizer (0.01, the earlier default); edge_scorer (16x16 score
 windows that overlap, the earlier default); released_grid (the released
-patch geometry); small_sigma (sigma 0.05 -> 0, the paper's); zero_padding;
+patch geometry); small_sigma (sigma 0.05 -> 0, the paper's); large_sigma
+(0.5 -> 0, the earlier default); zero_padding;
 sinkhorn; perturbed_eval (perturbed Top-K at evaluation, with the training
-sigma). Each run takes minutes on a CPU: the full table (15 variants x
-3 seeds) is a long run; use an accelerator or a subset.
+sigma). Each run takes minutes on a CPU: the full table (16 variants x
+3 seeds) is a long run; use an accelerator or a subset. A run of a subset
+replaces those (variant, seed) rows in the results and keeps the others
+(--norefresh_only starts the results afresh).
 
 `--long` runs the paper's relational comparison instead: the billiard model
 with its transformer aggregator vs mean pooling (configs/synthetic_billiard.py
@@ -69,6 +72,7 @@ VARIANTS = {
     "edge_scorer": (("model.scorer_padding", "edge"),),
     "released_grid": (("model.patch_grid", "released"),),
     "small_sigma": (("sigma", 0.05),),
+    "large_sigma": (("sigma", 0.5),),
     "zero_padding": (("model.patch_padding", "constant"),),
     "sinkhorn": (("model.selection", "sinkhorn"),
                  ("model.sinkhorn.epsilon", 1e-2),
@@ -88,6 +92,9 @@ _NUM_TRAIN_STEPS = flags.DEFINE_integer("num_train_steps", None,
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Built datasets.")
 _RUNS_DIR = flags.DEFINE_string("runs_dir", None,
                                "Where runs go (default: a temp dir).")
+_REFRESH_ONLY = flags.DEFINE_bool(
+    "refresh_only", True, "Keep the recorded runs of other (variant, seed) "
+    "pairs; false: the results hold this invocation's runs only.")
 
 
 def variant_config(name: str, seed: int, num_train_steps: int | None = None):
@@ -119,12 +126,20 @@ def run(name: str, seed: int, workdir: str, data_dir: str,
   frame = metrics_io.read_metrics(workdir)
   accuracy = frame[(frame.split == "eval") & (frame.name == "accuracy")]
   seconds_per_step = seconds / config.num_train_steps
-  return dict(variant=name, seed=seed, accuracy=results["accuracy"],
+  return dict(variant=name, seed=seed, steps=config.num_train_steps,
+              accuracy=results["accuracy"],
               coverage=results.get("coverage", float("nan")),
               majority_rate=results["majority_rate"],
               seconds_per_step=seconds_per_step,
               curve_minutes=[s * seconds_per_step / 60 for s in accuracy.step],
               curve_accuracy=list(accuracy.value))
+
+
+def merge_runs(recorded: list[dict], runs: list[dict]) -> list[dict]:
+  """`recorded` with the (variant, seed) rows of `runs` replaced or added."""
+  new = {(r["variant"], r["seed"]): r for r in runs}
+  kept = [r for r in recorded if (r["variant"], r["seed"]) not in new]
+  return kept + runs
 
 
 def summarize(runs: list[dict]) -> tuple[str, list[list]]:
@@ -134,23 +149,25 @@ def summarize(runs: list[dict]) -> tuple[str, list[list]]:
     mine = [r for r in runs if r["variant"] == name]
     accuracy = np.array([r["accuracy"] for r in mine])
     coverage = [r["coverage"] for r in mine if np.isfinite(r["coverage"])]
-    rows.append([name, len(mine), float(accuracy.mean()),
+    rows.append([name, ",".join(str(r["seed"]) for r in mine),
+                 "/".join(sorted({str(r["steps"]) for r in mine})),
+                 float(accuracy.mean()),
                  float(accuracy.max() - accuracy.min()),
                  float(np.mean(coverage)) if coverage else "-",
                  float(np.mean([r["seconds_per_step"] for r in mine]))])
   table = common.markdown_table(
-      ["variant", "seeds", "accuracy", "spread (max-min)", "covered sign",
+      ["variant", "seeds", "steps", "accuracy", "spread (max-min)",
+       "covered sign",
        "s / step"], rows)
   return table, rows
 
 
 def plot_curves(runs: list[dict], path: str) -> None:
   figure, axis = plt.subplots(figsize=(7, 4))
-  for name in dict.fromkeys(r["variant"] for r in runs):
+  for colour, name in enumerate(dict.fromkeys(r["variant"] for r in runs)):
     for i, r in enumerate(r for r in runs if r["variant"] == name):
       axis.plot(r["curve_minutes"], r["curve_accuracy"], marker=".",
-                color=f"C{list(VARIANTS | LONG_VARIANTS).index(name) % 10}",
-                label=name if i == 0 else None)
+                color=f"C{colour % 10}", label=name if i == 0 else None)
   axis.set_xlabel("minutes of training")
   axis.set_ylabel("test accuracy")
   axis.legend(fontsize=7)
@@ -170,15 +187,15 @@ def main(argv):
       print(f"[learning] {name}, seed {seed}", flush=True)
       runs.append(run(name, seed, os.path.join(root, f"{name}_{seed}"),
                       _DATA_DIR.value, _NUM_TRAIN_STEPS.value))
+  name = "learning_long" if _LONG.value else "learning"
+  if _REFRESH_ONLY.value:
+    runs = merge_runs(common.read_results(name).get("runs", []), runs)
   table, _ = summarize(runs)
   machine = common.machine_description()
-  steps = (f"{_NUM_TRAIN_STEPS.value} training steps per run"
-           if _NUM_TRAIN_STEPS.value else "each config's training steps")
-  table = (f"{steps}, seeds {','.join(_SEEDS.value)}, "
-           f"{machine['backend']} with {machine['cpu_count']} cores; s / step "
-           "is wall time including compilation and evaluations.\n\n" + table)
+  table = (f"{machine['backend']} with {machine['cpu_count']} cores; steps: "
+           "training steps per run; s / step is wall time including "
+           "compilation and evaluations.\n\n" + table)
   print(table)
-  name = "learning_long" if _LONG.value else "learning"
   plot_curves(runs, os.path.join(common.RESULTS_DIR, f"{name}.png"))
   print("wrote", common.write_results(
       name, {"machine": machine, "runs": runs},

@@ -64,11 +64,24 @@ def test_learning_variants_override_the_default():
 
 def test_learning_summary_averages_over_seeds():
   from benchmarks import learning  # pylint: disable=g-import-not-at-top
-  runs = [dict(variant="a", accuracy=accuracy, coverage=0.5,
-               seconds_per_step=1.0) for accuracy in (0.6, 0.8)]
+  runs = [dict(variant="a", seed=seed, steps=500, accuracy=accuracy,
+               coverage=0.5, seconds_per_step=1.0)
+          for seed, accuracy in ((0, 0.6), (1, 0.8))]
   _, rows = learning.summarize(runs)
-  assert rows[0][:2] == ["a", 2]
-  np.testing.assert_allclose(rows[0][2:4], [0.7, 0.2])
+  assert rows[0][:3] == ["a", "0,1", "500"]
+  np.testing.assert_allclose(rows[0][3:5], [0.7, 0.2])
+
+
+def test_learning_reruns_replace_only_their_rows():
+  from benchmarks import learning  # pylint: disable=g-import-not-at-top
+  recorded = [dict(variant=v, seed=s, accuracy=0.1)
+              for v in ("a", "b") for s in (0, 1)]
+  rerun = [dict(variant="a", seed=1, accuracy=0.9),
+           dict(variant="c", seed=0, accuracy=0.5)]
+  merged = learning.merge_runs(recorded, rerun)
+  assert sorted((r["variant"], r["seed"], r["accuracy"]) for r in merged) == [
+      ("a", 0, 0.1), ("a", 1, 0.9), ("b", 0, 0.1), ("b", 1, 0.1),
+      ("c", 0, 0.5)]
 
 
 def test_reader_noise_patches_show_the_deciding_sign():

@@ -66,6 +66,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.sinkhorn = ml_collections.ConfigDict()
   config.model.sinkhorn.epsilon = 1e-4
   config.model.sinkhorn.num_iterations = 2000
+  # "scaled" (ours: targets j / k in the scores' range [0, 1], epsilon
+  # scaling; converges at eps 1e-4) or "released" (targets 0..k, every
+  # iteration at the fixed epsilon, as released); sinkhorn_topk.py.
+  config.model.sinkhorn.form = "scaled"
   config.model.soft_extractor = "matmul"  # "matmul", "scan"
   # Candidate patch (i, j): "released" (stride h // H', as released) or
   # "scorer" (centred where score (i, j) looked; patches.PatchGrid).

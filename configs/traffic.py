@@ -19,7 +19,8 @@ Run:
       --workdir=workdirs/traffic
 Variants (`--config=configs/traffic.py:VARIANT`):
   random    random patches instead of the scorer (baseline);
-  sinkhorn  the optimal-transport Top-K (appendix; eps 1e-4, 2000 iters);
+  sinkhorn  the optimal-transport Top-K of the appendix as released
+            (targets 0..k, fixed eps 1e-4, 2000 iterations; see README);
   diagonal  the released code's (biased) gradient, for comparison.
 The full-image CNN baseline is configs/traffic_cnn.py.
 """
@@ -65,6 +66,7 @@ def get_config(variant: str = ""):
     config.model.selection_eval = "random"
   elif variant == "sinkhorn":
     config.model.selection = "sinkhorn"
+    config.model.sinkhorn.form = "released"
   elif variant == "diagonal":
     config.model.perturbed.gradient = "diagonal"  # the released estimator
     config.model.perturbed.variance_reduction = "none"

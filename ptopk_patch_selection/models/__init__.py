@@ -42,6 +42,7 @@ import flax.linen as nn
 from ptopk_patch_selection import errors
 from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
+from ptopk_patch_selection import sinkhorn_topk
 from ptopk_patch_selection.models import aggregators
 from ptopk_patch_selection.models import feature_networks
 from ptopk_patch_selection.models import ntsnet
@@ -100,6 +101,7 @@ def _topk(config: ml_collections.ConfigDict, k: int,
            f"candidate patches ({num_patches}) for Sinkhorn selection.")
     _check(config.sinkhorn.epsilon > 0,
            f"model.sinkhorn.epsilon={config.sinkhorn.epsilon} must be > 0.")
+  _choice(config, "sinkhorn.form", sinkhorn_topk.FORMS)
   perturbed = config.perturbed
   _choice(config, "perturbed.gradient", ptopk.GRADIENTS)
   _choice(config, "perturbed.noise", ptopk.NOISES)
@@ -118,7 +120,8 @@ def _topk(config: ml_collections.ConfigDict, k: int,
       noise=perturbed.noise, variance_reduction=perturbed.variance_reduction,
       chunk_size=perturbed.chunk_size,
       sinkhorn_epsilon=config.sinkhorn.epsilon,
-      sinkhorn_iterations=config.sinkhorn.num_iterations)
+      sinkhorn_iterations=config.sinkhorn.num_iterations,
+      sinkhorn_form=config.sinkhorn.form)
 
 
 def _selection_fields(config: ml_collections.ConfigDict,

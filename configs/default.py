@@ -77,6 +77,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.append_position = False
   # "ats_traffic", "resnet18", "resnet18_thin", "resnet50"
   config.model.feature_network = "ats_traffic"
+  # ResNet stem: "standard" (symmetric padding, BN momentum 0.9, ReLU) or
+  # "released" (TF "SAME" padding, stem BN momentum 0.99, no ReLU: for the
+  # released code's or TF-converted weights); models/feature_networks.py.
+  config.model.resnet_stem = "standard"
   # "mean", "max", "sum_layernorm", "transformer"
   config.model.aggregator = "mean"
   config.model.transformer = ml_collections.ConfigDict()
@@ -94,6 +98,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.random_patch_probability = 0.0
   # "whole_image" baseline: the feature network on the image / this factor.
   config.model.whole_image_downscale = 1
+  # Its head: "mlp" (Dense -> swish -> Dense, as PatchNet's) or "linear"
+  # (one Dense on the features, as the released baseline).
+  config.model.whole_image_head = "mlp"
   # .npz or Orbax directory for the feature network (models/pretrained.py).
   config.model.pretrained_checkpoint = ""
   config.model.ntsnet = ml_collections.ConfigDict()
@@ -116,6 +123,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 1e-4
   config.weight_decay = 1e-4  # decoupled, scaled by the learning rate
   config.momentum = 0.9  # sgd only
+  # sgd: the (scheduled) learning rate scales the update "after_momentum"
+  # (optax.sgd) or the gradient "before_momentum" (as released).
+  config.sgd_learning_rate = "after_momentum"
   config.gradient_clip = 0.1  # element-wise value clipping; 0 disables
   # Regex of parameter paths ("head/logits/kernel") that are not trained.
   config.frozen_params = ""

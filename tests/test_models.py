@@ -368,6 +368,30 @@ def test_whole_image_classifier_downscales():
                              logits, rtol=1e-5, atol=1e-6)
 
 
+def test_whole_image_linear_head_is_one_dense_on_the_features():
+  """whole_image_head="linear" (released): logits = features @ W + b."""
+  x = images()
+  mlp = models.create_model(tiny_config(name="whole_image"), num_classes=4,
+                            image_size=IMAGE)
+  linear = models.create_model(
+      tiny_config(name="whole_image", whole_image_head="linear"),
+      num_classes=4, image_size=IMAGE)
+  variables = init(linear, x)
+  assert set(variables["params"]["head"]) == {"logits"}
+  assert set(init(mlp, x)["params"]["head"]) == {"hidden", "logits"}
+  logits, _ = linear.apply(variables, x, train=False)
+  features = linear.feature_network.apply(
+      {name: tree["feature_network"] for name, tree in variables.items()},
+      x, train=False)
+  dense = variables["params"]["head"]["logits"]
+  np.testing.assert_allclose(logits, features @ dense["kernel"] +
+                             dense["bias"], rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="model.whole_image_head='deep'"):
+    models.create_model(tiny_config(name="whole_image",
+                                    whole_image_head="deep"),
+                        num_classes=4, image_size=IMAGE)
+
+
 def test_position_channels():
   out = patchnet.append_position_channels(jnp.zeros((1, 3, 5, 2)))
   chex.assert_shape(out, (1, 3, 5, 4))

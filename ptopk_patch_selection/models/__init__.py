@@ -88,6 +88,12 @@ def _check(condition: bool, message: str) -> None:
 TRAIN_PATCHES = ("soft", "sampled", "score_function")
 
 
+def _feature_network(config: ml_collections.ConfigDict) -> nn.Module:
+  return feature_networks.feature_network(
+      config.feature_network,
+      _choice(config, "resnet_stem", feature_networks.RESNET_STEMS))
+
+
 def _topk(config: ml_collections.ConfigDict, k: int,
           num_patches: int) -> selection.TopK:
   """Top-K options, validated against d = num_patches candidates."""
@@ -178,7 +184,7 @@ def _patchnet(config, num_classes, image_size) -> PatchNet:
           use_se=config.scorer_has_se,
           padding=_choice(config, "scorer_padding",
                           scorer_lib.SCORER_PADDINGS)),
-      feature_network=feature_networks.feature_network(config.feature_network),
+      feature_network=_feature_network(config),
       aggregator=aggregators.aggregator(
           aggregator_name, num_layers=transformer.num_layers,
           num_heads=transformer.num_heads,
@@ -205,7 +211,7 @@ def _ntsnet(config, num_classes, image_size) -> NTSNet:
          f"model.ntsnet.part_size={nts.part_size} must be >= 1.")
   return NTSNet(
       num_classes=num_classes, k=config.k,
-      backbone=feature_networks.feature_network(config.feature_network),
+      backbone=_feature_network(config),
       **_selection_fields(config, ntsnet.num_anchors(image_size)),
       communication=_choice(config, "ntsnet.communication",
                             ntsnet.COMMUNICATIONS),
@@ -241,9 +247,10 @@ def create_model(model_config: ml_collections.ConfigDict, *, num_classes: int,
          f"model.whole_image_downscale={downscale!r} must be an integer >= 1.")
   return WholeImageClassifier(
       num_classes=num_classes,
-      feature_network=feature_networks.feature_network(
-          model_config.feature_network),
-      downscale=downscale, append_position=model_config.append_position)
+      feature_network=_feature_network(model_config),
+      downscale=downscale, append_position=model_config.append_position,
+      head=_choice(model_config, "whole_image_head",
+                   patchnet_lib.WHOLE_IMAGE_HEADS))
 
 
 def load_pretrained_feature_network(variables: Any,

@@ -61,6 +61,7 @@ def get_config(variant: str = ""):
   config.gradient_clip = 1.0
   config.warmup_ratio = 0.05
   config.num_train_steps = 30_000
+  config.log_every_steps = 100  # as released (traffic: 50)
   if variant in ("mean", "max"):
     config.model.aggregator = variant
   elif variant == "position":

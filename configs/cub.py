@@ -64,6 +64,7 @@ def get_config(variant: str = ""):
   config.decay_factor = 0.1
   config.warmup_ratio = 0.05
   config.num_train_steps = 31_300
+  config.log_every_steps = 100  # the released intervals
   config.checkpoint_every_steps = 1000
   config.eval_every_steps = 5000
   if variant == "paper":

@@ -6,6 +6,7 @@ from configs import billiard
 from configs import cub
 from configs import default
 from configs import traffic
+from configs import traffic_cnn
 from ptopk_patch_selection import models
 
 
@@ -45,3 +46,13 @@ def test_paper_variants_differ_from_the_released_configs_as_table_6_says():
   released = billiard.get_config()  # Table 6 agrees with the release.
   assert (released.num_train_steps, released.warmup_ratio,
           released.schedule) == (30_000, 0.05, "cosine")
+
+
+def test_log_eval_and_checkpoint_intervals_are_the_released_ones():
+  """log_loss_every_steps, eval_every_steps, checkpoint_every_steps."""
+  for config, released in ((traffic.get_config(), (50, 1000, 5000)),
+                           (traffic_cnn.get_config(), (50, 1000, 5000)),
+                           (billiard.get_config(), (100, 1000, 5000)),
+                           (cub.get_config(), (100, 5000, 1000))):
+    assert (config.log_every_steps, config.eval_every_steps,
+            config.checkpoint_every_steps) == released

@@ -32,6 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.color_scale = (0.8, 1.2)
   config.dataset.color_offset = (-0.1, 0.1)
   config.dataset.resize = 600  # cub: resize before cropping
+  # cub: "pil_uint8" (PIL bilinear on uint8, antialiased) or "tf_float"
+  # (tf.image.resize on floats, as released); input_pipeline.py.
+  config.dataset.cub_resize = "pil_uint8"
   config.dataset.max_objects = 8  # object boxes per example, padded + mask
   config.dataset.num_threads = 2  # reader threads (decode + augment)
   config.dataset.prefetch_batches = 4  # batches read ahead

@@ -115,6 +115,8 @@ def test_scorer_edge_padding_same_params_different_scores():
     ("transformer.num_heads", 3, "model.transformer.num_heads=3"),
     ("train_patches", "blend", "model.train_patches='blend'"),
     ("perturbed.loss_samples", 1, "model.perturbed.loss_samples=1"),
+    ("resnet_stem", "tf", "model.resnet_stem='tf'"),
+    ("sinkhorn.form", "unrolled", "model.sinkhorn.form='unrolled'"),
 ])
 def test_create_model_rejects_invalid_fields(field, value, message):
   config = tiny_config(**{"aggregator": "transformer",

@@ -89,6 +89,7 @@ TRAIN_PATCHES = ("soft", "sampled", "score_function")
 
 
 def _feature_network(config: ml_collections.ConfigDict) -> nn.Module:
+  """config.feature_network, with config.resnet_stem for the ResNets."""
   return feature_networks.feature_network(
       config.feature_network,
       _choice(config, "resnet_stem", feature_networks.RESNET_STEMS))

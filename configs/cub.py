@@ -11,9 +11,10 @@ training (steps 18780 and 25040, epochs 50.1 and 66.8 at 374.6 steps per
 epoch: the released config; the paper's Table 6 says at epochs 60 and 80,
 steps 22478 and 29970: variant `paper`), L2 weight decay 1e-4 (with the
 right sign, unlike the released code), batch 16, 31300 steps, sigma 0.05 ->
-0, 500 samples, entropy regulariser 0.05, hard Top-K at evaluation. The paper starts from an
-ImageNet ResNet-50: give it as model.pretrained_checkpoint (.npz or Orbax;
-see ptopk_patch_selection/models/pretrained.py).
+0, 500 samples, entropy regulariser 0.05, hard Top-K at evaluation. The
+paper starts from an ImageNet ResNet-50: give it as
+model.pretrained_checkpoint (.npz or Orbax; see
+ptopk_patch_selection/models/pretrained.py).
 
 Data: the CUB-200-2011 archive into data/downloads/caltech_birds2011/ (see
 data/README.md), then

@@ -25,8 +25,10 @@ Two forms (`form`):
   * "released" (the released code): targets y_j = j (0, 1, ..., k), not
     rescaled to the scores' range, and every iteration at the fixed epsilon,
     from zero potentials. With scores in [0, 1] the top-k slots' targets
-    1..k lie above every score, and the plan is much harder (about 25x in
-    cost at k = 5) for the same epsilon.
+    1..k lie above every score; neighbouring targets are k times further
+    apart, so the converged plan is harder for the same epsilon, but 2000
+    fixed-epsilon iterations at 1e-4 stop far from convergence
+    (benchmarks/topk_op.py, README).
 
 Gradient (both forms): implicit differentiation of the optimality conditions
 rather than unrolling the iterations. Unrolling 2000 iterations would keep
@@ -34,8 +36,8 @@ every iterate (O(iterations * d * k) memory per example). The released code
 also differentiated implicitly, but built (d, d, k + 1) Jacobian tensors,
 O(d^2 k) memory (about 98 MB per example at d = 2028, k = 5); ours needs
 only the final plan and a k x k linear solve, O(d * k), with the same value.
-It is exact at convergence. With Q = G o P (G the cotangent of P), the potentials' adjoint
-(u, v) solves
+It is exact at convergence. With Q = G o P (G the cotangent of P), the
+potentials' adjoint (u, v) solves
   a o u + P v = Q 1,   P^T u + b o v = Q^T 1    (gauge v_0 = 0),
 and dL/dC = P o (u_i + v_j - G_ij) / epsilon (least squares where a hard
 slot makes the system singular).

@@ -200,27 +200,32 @@ def _program_mb(compiled):
           memory.output_size_in_bytes) / 2**20
 
 
-def _measure_forward(module, input_shape, batch, repeats, timed, **call):
-  """{"program_mb", "time_s", "samples_per_s"} of jit(module.apply)."""
+def _compile_forward(module, input_shape, timed):
+  """(program MB, a no-argument run of the compiled forward or None)."""
   images = jax.ShapeDtypeStruct(input_shape, jnp.float32)
   init = lambda x: module.init(jax.random.key(1), x, train=False)
   variables = jax.eval_shape(init, images)
-  forward = jax.jit(lambda v, x: module.apply(v, x, train=False, **call))
+  forward = jax.jit(lambda v, x: module.apply(v, x, train=False))
   compiled = forward.lower(variables, images).compile()
-  result = {"program_mb": _program_mb(compiled), "time_s": None,
-            "samples_per_s": None}
-  if timed:
-    x = jax.random.uniform(jax.random.key(0), input_shape)
-    variables = jax.jit(init)(x)
-    jax.block_until_ready(compiled(variables, x))
-    times = []
-    for _ in range(repeats):
+  if not timed:
+    return _program_mb(compiled), None
+  x = jax.random.uniform(jax.random.key(0), input_shape)
+  variables = jax.jit(init)(x)
+  run = lambda: jax.block_until_ready(compiled(variables, x))
+  run()  # warm-up
+  return _program_mb(compiled), run
+
+
+def _interleaved_seconds(runs, repeats):
+  """Median seconds of each run, timed in turn so that load drift (a shared
+  machine) hits all alike."""
+  times = {name: [] for name in runs}
+  for _ in range(repeats):
+    for name, run in runs.items():
       start = time.perf_counter()
-      jax.block_until_ready(compiled(variables, x))
-      times.append(time.perf_counter() - start)
-    result["time_s"] = statistics.median(times)
-    result["samples_per_s"] = batch / result["time_s"]
-  return result
+      run()
+      times[name].append(time.perf_counter() - start)
+  return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _inference_model(name, size, *, k, patch_size, downscale,
@@ -234,7 +239,7 @@ def _inference_model(name, size, *, k, patch_size, downscale,
   return models.create_model(config, num_classes=10, image_size=(size, size))
 
 
-def plot_inference(rows, features, path):
+def plot_inference(rows, features, path, title):
   """samples/s and program memory against image size, to a PNG."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
@@ -260,8 +265,7 @@ def plot_inference(rows, features, path):
     axis.set_ylabel(ylabel)
     axis.grid(alpha=0.3)
   speed.legend(fontsize=7)
-  figure.suptitle(f"Inference, {common.machine_description()['device']}",
-                  fontsize=9)
+  figure.suptitle(title, fontsize=9)
   figure.tight_layout()
   figure.savefig(path, dpi=100)
   plt.close(figure)
@@ -275,39 +279,57 @@ def run_inference(sizes, *, batch=2, k=10, patch_size=100, downscale=4,
 
   Returns the results dict, with "table", "json" and "png" (paths) added.
   """
-  rows, skipped = [], []
-  features = _measure_forward(
+  rows, skipped, floor_times = [], [], []
+  features_mb, features_run = _compile_forward(
       feature_networks.feature_network(feature_network),
-      (batch * k, patch_size, patch_size, 3), batch, repeats, timed=True)
+      (batch * k, patch_size, patch_size, 3), timed=True)
+  options = dict(k=k, patch_size=patch_size, downscale=downscale,
+                 feature_network=feature_network)
   for size in sizes:
     timed = size <= max_time_size
     if not timed:
       skipped.append(size)
     shape = (batch, size, size, 3)
-    options = dict(k=k, patch_size=patch_size, downscale=downscale,
-                   feature_network=feature_network)
-    patch = _measure_forward(_inference_model("patchnet", size, **options),
-                             shape, batch, repeats, timed)
-    whole = _measure_forward(_inference_model("whole_image", size, **options),
-                             shape, batch, repeats, timed)
+    measured, runs = {}, {}
+    for model in ("patchnet", "whole_image"):
+      program_mb, runs[model] = _compile_forward(
+          _inference_model(model, size, **options), shape, timed)
+      measured[model] = {"program_mb": program_mb, "time_s": None,
+                         "samples_per_s": None}
+    if timed:
+      runs["features"] = features_run
+      for model, seconds in _interleaved_seconds(runs, repeats).items():
+        if model == "features":
+          floor_times.append(seconds)
+        else:
+          measured[model].update(time_s=seconds,
+                                 samples_per_s=batch / seconds)
+    patch, whole = measured["patchnet"], measured["whole_image"]
     rows.append({
         "size": size, "patchnet": patch, "whole_image": whole,
         "speedup": _ratio(whole["time_s"], patch["time_s"]),
         "memory_ratio": _ratio(whole["program_mb"], patch["program_mb"]),
-        "selection_overhead": _ratio(patch["time_s"], features["time_s"]),
+        "features_time_s": floor_times[-1] if timed else None,
+        "selection_overhead": _ratio(
+            patch["time_s"], floor_times[-1] if timed else None),
     })
     logging.info("%s", rows[-1])
+  floor = statistics.median(floor_times) if floor_times else None
+  features = {"program_mb": features_mb, "time_s": floor,
+              "samples_per_s": batch / floor if floor else None}
+  floor_speed = ("-" if features["samples_per_s"] is None else
+                 f"{features['samples_per_s']:.3g}")
   machine = common.machine_description()
   header = (f"Inference (evaluation forward) of PatchNet ({feature_network} "
             f"on k={k} hard Top-K patches of {patch_size} px, squeeze-excite "
             f"scorer at {downscale}x downscale, max pooling) against "
             f"{feature_network} on the whole image; batch {batch}, "
             f"{machine['device']} ({machine['cpu_count']} cores), median of "
-            f"{repeats}. Speed-up and memory ratio are whole / PatchNet; "
-            "selection overhead is PatchNet's time over the feature network "
-            f"alone on the same {batch}x{k} patches "
-            f"({features['samples_per_s']:.3g} samples/s, "
-            f"{features['program_mb']:.3g} MB).")
+            f"{repeats}, the models of a size timed in turn. Speed-up and "
+            "memory ratio are whole / PatchNet; selection overhead is "
+            "PatchNet's time over the feature network alone on the same "
+            f"{batch}x{k} patches, timed in the same turns (median "
+            f"{floor_speed} samples/s, {features['program_mb']:.3g} MB).")
   table = common.markdown_table(
       ["size", "PatchNet samples/s", "whole samples/s", "speed-up",
        "PatchNet MB", "whole MB", "memory ratio", "selection overhead"],
@@ -321,7 +343,10 @@ def run_inference(sizes, *, batch=2, k=10, patch_size=100, downscale=4,
               f"max_time_size={max_time_size}.")
   png = os.path.join(results_dir, f"{name}.png")
   os.makedirs(results_dir, exist_ok=True)
-  plot_inference(rows, features, png)
+  plot_inference(rows, features, png,
+                 f"Inference (evaluation forward), {feature_network}, k={k} "
+                 f"patches of {patch_size} px, batch {batch}, "
+                 f"{machine['device']} ({machine['cpu_count']} cores)")
   results = {
       "settings": dict(sizes=list(sizes), batch=batch, k=k,
                        patch_size=patch_size, downscale=downscale,

@@ -48,6 +48,11 @@ run_benchmarks() {
   for name in "${names[@]}"; do
     echo "[run.sh] benchmark $name"
     "$PYTHON" -m "benchmarks.$name"
+    if [ "$name" = model_speed ]; then
+      # The paper's speed plot (inference), at the sizes the README shows.
+      "$PYTHON" -m benchmarks.model_speed --mode=inference \
+        --sizes=256,512,1024,2048,4096 --max_time_size=2048
+    fi
   done
   "$PYTHON" -m benchmarks.update_readme
 }

@@ -59,13 +59,14 @@ def read_results(name: str) -> dict:
     return json.load(f)
 
 
-def write_results(name: str, results: dict, table: str) -> str:
-  """Writes results/<name>.json and results/<name>.md; returns the json path."""
-  os.makedirs(RESULTS_DIR, exist_ok=True)
-  path = os.path.join(RESULTS_DIR, f"{name}.json")
+def write_results(name: str, results: dict, table: str,
+                  results_dir: str = RESULTS_DIR) -> str:
+  """Writes <results_dir>/<name>.json and .md; returns the json path."""
+  os.makedirs(results_dir, exist_ok=True)
+  path = os.path.join(results_dir, f"{name}.json")
   with open(path, "w") as f:
     json.dump(results, f, indent=2)
-  with open(os.path.join(RESULTS_DIR, f"{name}.md"), "w") as f:
+  with open(os.path.join(results_dir, f"{name}.md"), "w") as f:
     f.write(table + "\n")
   return path
 

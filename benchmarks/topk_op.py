@@ -16,11 +16,15 @@ sends back, G[r, j] = <T_r, patch_j>, for
 random images and patch targets T: it has the large per-slot offsets that
 real patches give, to which the exact gradient is invariant and the released
 diagonal one is not. Then the three soft extractors at traffic settings
-(960x1280 images, 3 colour + 2 position channels, patches of 100).
+(960x1280 images, 3 colour + 2 position channels, patches of 100). Then the
+Sinkhorn Top-K's two forms (sinkhorn_topk.py) at traffic settings with the
+released epsilon 1e-4 and 2000 iterations: time, memory, distance to the hard
+Top-K and row-sum error of the output (how far from convergence it is).
 
-  python -m benchmarks.topk_op [--repeats=3]
+  python -m benchmarks.topk_op [--repeats=3] [--parts=sinkhorn]
 
-Prints ratio tables; writes benchmarks/results/topk_op.{json,md}.
+Prints ratio tables; writes benchmarks/results/topk_op.{json,md} (perturbed
+and extractors) and topk_sinkhorn.{json,md}.
 """
 
 from absl import app
@@ -33,6 +37,7 @@ from benchmarks import common
 from benchmarks import released_baselines
 from ptopk_patch_selection import patches
 from ptopk_patch_selection import perturbed_topk as ptopk
+from ptopk_patch_selection import sinkhorn_topk
 
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per measurement.")
 _EXTRACTOR_REPEATS = flags.DEFINE_integer(
@@ -40,6 +45,9 @@ _EXTRACTOR_REPEATS = flags.DEFINE_integer(
     "takes minutes on a CPU).")
 _SKIP_EXTRACTORS = flags.DEFINE_bool("skip_extractors", False,
                                      "Only benchmark the Top-K operator.")
+_PARTS = flags.DEFINE_list("parts", ["perturbed", "sinkhorn"],
+                           "What to run: perturbed (operator and extractor "
+                           "tables, topk_op.md), sinkhorn (topk_sinkhorn.md).")
 
 SETTINGS = {
     "traffic": dict(batch=32, image_size=(960, 1280), grid=(39, 52), k=5),
@@ -168,8 +176,58 @@ def benchmark_extractors():
   return rows
 
 
+def benchmark_sinkhorn():
+  """Rows [form, time, memory, distance to hard, row error] at traffic."""
+  setting = SETTINGS["traffic"]
+  b, k = setting["batch"], setting["k"]
+  key = jax.random.key(3)
+  scores = _scores("smooth", b, setting["grid"], key)
+  d = scores.shape[1]
+  _, top = jax.lax.top_k(scores, k)
+  hard = ptopk.indicators_from_indices(top[:, ::-1], d)  # slots by value
+  cotangent = jax.random.normal(key, (b, k, d))
+  rows = []
+  for form in sinkhorn_topk.FORMS:
+    operator = lambda s, f=form: sinkhorn_topk.sinkhorn_topk(
+        s, k=k, epsilon=1e-4, num_iterations=2000, form=f)
+    seconds, temp = common.compile_and_time(
+        _gradient_fn(operator), scores, cotangent, repeats=_REPEATS.value)
+    output = jax.jit(operator)(scores)
+    gradient = jax.jit(_gradient_fn(operator))(scores, cotangent)
+    rows.append(dict(
+        form=form, time_s=seconds, temp_mb=temp / 1e6,
+        l1_to_hard=float(jnp.abs(output - hard).sum(-1).mean()),
+        row_sum_error=float(jnp.abs(output.sum(-1) - 1).max()),
+        gradient_finite=bool(jnp.isfinite(gradient).all())))
+    print(f"  {form:8s} {seconds:7.3f} s {temp / 1e6:9.1f} MB "
+          f"L1 to hard {rows[-1]['l1_to_hard']:.3f}", flush=True)
+  # The released backward's (d, d, k + 1) Jacobian tensor, per batch.
+  released_mb = b * d * d * (k + 1) * 4 / 1e6
+  table = (f"Sinkhorn Top-K, traffic settings (b={b}, d={d}, k={k}), "
+           "epsilon 1e-4, 2000 iterations, forward + backward. L1 to hard: "
+           "mean over slots of sum_j |y_rj - hard_rj| (0 = the hard Top-K, "
+           "2 = disjoint). The released backward's (d, d, k+1) tensors alone"
+           f" would take {released_mb:.3g} MB per batch.\n\n")
+  table += common.markdown_table(
+      ["form", "fwd+bwd s", "temp MB", "L1 to hard", "max row-sum error",
+       "finite gradient"],
+      [[r["form"], r["time_s"], r["temp_mb"], r["l1_to_hard"],
+        r["row_sum_error"], r["gradient_finite"]] for r in rows])
+  return rows, table, released_mb
+
+
 def main(argv):
   del argv
+  if "sinkhorn" in _PARTS.value:
+    print("Sinkhorn Top-K, traffic settings, forward + backward:", flush=True)
+    rows, table, released_mb = benchmark_sinkhorn()
+    print(table)
+    print("wrote", common.write_results(
+        "topk_sinkhorn", {"machine": common.machine_description(),
+                          "rows": rows, "released_backward_mb": released_mb},
+        table))
+  if "perturbed" not in _PARTS.value:
+    return
   print("Perturbed Top-K, forward + backward, S=500, sigma=0.05:", flush=True)
   results = {"machine": common.machine_description(), "operator": {},
              "extractors": []}

@@ -32,6 +32,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.color_scale = (0.8, 1.2)
   config.dataset.color_offset = (-0.1, 0.1)
   config.dataset.resize = 600  # cub: resize before cropping
+  # cub: "pil_uint8" (PIL bilinear on uint8, antialiased) or "tf_float"
+  # (tf.image.resize on floats, as released); input_pipeline.py.
+  config.dataset.cub_resize = "pil_uint8"
   config.dataset.max_objects = 8  # object boxes per example, padded + mask
   config.dataset.num_threads = 2  # reader threads (decode + augment)
   config.dataset.prefetch_batches = 4  # batches read ahead
@@ -66,6 +69,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.sinkhorn = ml_collections.ConfigDict()
   config.model.sinkhorn.epsilon = 1e-4
   config.model.sinkhorn.num_iterations = 2000
+  # "scaled" (ours: targets j / k in the scores' range [0, 1], epsilon
+  # scaling; converges at eps 1e-4) or "released" (targets 0..k, every
+  # iteration at the fixed epsilon, as released); sinkhorn_topk.py.
+  config.model.sinkhorn.form = "scaled"
   config.model.soft_extractor = "matmul"  # "matmul", "scan"
   # Candidate patch (i, j): "released" (stride h // H', as released) or
   # "scorer" (centred where score (i, j) looked; patches.PatchGrid).
@@ -73,6 +80,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.append_position = False
   # "ats_traffic", "resnet18", "resnet18_thin", "resnet50"
   config.model.feature_network = "ats_traffic"
+  # ResNet stem: "standard" (symmetric padding, BN momentum 0.9, ReLU) or
+  # "released" (TF "SAME" padding, stem BN momentum 0.99, no ReLU: for the
+  # released code's or TF-converted weights); models/feature_networks.py.
+  config.model.resnet_stem = "standard"
   # "mean", "max", "sum_layernorm", "transformer"
   config.model.aggregator = "mean"
   config.model.transformer = ml_collections.ConfigDict()
@@ -90,6 +101,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.random_patch_probability = 0.0
   # "whole_image" baseline: the feature network on the image / this factor.
   config.model.whole_image_downscale = 1
+  # Its head: "mlp" (Dense -> swish -> Dense, as PatchNet's) or "linear"
+  # (one Dense on the features, as the released baseline).
+  config.model.whole_image_head = "mlp"
   # .npz or Orbax directory for the feature network (models/pretrained.py).
   config.model.pretrained_checkpoint = ""
   config.model.ntsnet = ml_collections.ConfigDict()
@@ -112,6 +126,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 1e-4
   config.weight_decay = 1e-4  # decoupled, scaled by the learning rate
   config.momentum = 0.9  # sgd only
+  # sgd: the (scheduled) learning rate scales the update "after_momentum"
+  # (optax.sgd) or the gradient "before_momentum" (as released).
+  config.sgd_learning_rate = "after_momentum"
   config.gradient_clip = 0.1  # element-wise value clipping; 0 disables
   # Regex of parameter paths ("head/logits/kernel") that are not trained.
   config.frozen_params = ""

@@ -40,7 +40,10 @@ Augmentation (`config.dataset.augmentation`, training only except cub):
              a ~ U(color_scale), b ~ U(color_offset);
   billiard : the translation only (the paper pads 1000 to 1100: 50 px);
   cub      : resize to `resize` (aspect ignored), random crop of image_size
-             and horizontal flip (eval: centre crop), values in [-1, 1];
+             and horizontal flip (eval: centre crop), values in [-1, 1].
+             `cub_resize`: "pil_uint8" (PIL bilinear on the uint8 pixels,
+             antialiased) or "tf_float" (tf.image.resize on float pixels,
+             no antialiasing, as released);
   none     : nothing.
 
 Speed: images are decoded with TensorFlow (JPEG with the fast integer DCT);
@@ -66,6 +69,7 @@ from ptopk_patch_selection import locations
 from ptopk_patch_selection.datasets import base
 
 AUGMENTATIONS = ("none", "traffic", "billiard", "cub")
+CUB_RESIZES = ("pil_uint8", "tf_float")
 _MAX_STEPS = 2**62
 _BUILD_COMMAND = ("python -m ptopk_patch_selection.datasets.build "
                   "--dataset={name} --data_dir={data_dir} "
@@ -211,6 +215,10 @@ class InputPipeline:
       raise errors.ConfigError(
           f"Unknown config.dataset.augmentation {data.augmentation!r}; "
           f"expected one of {AUGMENTATIONS}.")
+    if data.cub_resize not in CUB_RESIZES:
+      raise errors.ConfigError(
+          f"config.dataset.cub_resize={data.cub_resize!r} is not one of "
+          f"{CUB_RESIZES}.")
     for size in (config.batch_size, config.eval_batch_size):
       if size % process_count:
         raise errors.ConfigError(f"Batch size {size} is not divisible by "
@@ -244,7 +252,8 @@ class InputPipeline:
         prefetch_buffer_size=data.prefetch_batches)
 
   def _decode(self, record: dict[str, Any]) -> np.ndarray:
-    """uint8 (H, W, 3) pixels of a record (resized for "cub")."""
+    """(H, W, 3) pixels in [0, 255] of a record: uint8, or for "cub" resized
+    (float32 with cub_resize="tf_float")."""
     data = record["image"]
     if data[:2] == b"\xff\xd8":  # JPEG: the fast DCT is ~1.5x faster
       pixels = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_FAST")
@@ -253,6 +262,9 @@ class InputPipeline:
     pixels = pixels.numpy()
     if self._data.augmentation == "cub":
       size = (self._data.resize, self._data.resize)
+      if self._data.cub_resize == "tf_float":
+        return tf.image.resize(tf.cast(pixels, tf.float32), size,
+                               "bilinear").numpy()
       return np.asarray(Image.fromarray(pixels).resize(
           size, Image.Resampling.BILINEAR))
     if pixels.shape[:2] != self.image_size:

@@ -8,7 +8,11 @@
          decoupled form of Loshchilov & Hutter.
   sgd:   clip -> L2 weight decay added to the gradient -> SGD with momentum
          (NTS-Net / CUB). The released code added it with the wrong sign,
-         which made the weights grow.
+         which made the weights grow. `sgd_learning_rate`: "after_momentum"
+         (ours, optax.sgd: update = -lr(t) * trace, the trace summing raw
+         gradients) or "before_momentum" (released: the trace sums
+         lr(t) * gradients, so a change of the rate reaches the update only
+         through new gradients, not at once).
 Parameters whose path ("scorer/Conv_0/kernel") matches the regular
 expression `frozen_params` are not updated (no step, no weight decay), as the
 released code's freezing by regex.
@@ -24,6 +28,7 @@ import ml_collections
 import optax
 
 OPTIMIZERS = ("adamw", "sgd")
+SGD_LEARNING_RATES = ("after_momentum", "before_momentum")
 SCHEDULES = ("cosine", "piecewise")
 
 
@@ -80,7 +85,15 @@ def _optimizer(config, learning_rate_fn):
     return optax.chain(clip, optax.adamw(learning_rate_fn,
                                          weight_decay=config.weight_decay))
   if config.optimizer == "sgd":
-    return optax.chain(clip, optax.add_decayed_weights(config.weight_decay),
-                       optax.sgd(learning_rate_fn, momentum=config.momentum))
+    decay = optax.add_decayed_weights(config.weight_decay)
+    if config.sgd_learning_rate == "after_momentum":
+      return optax.chain(clip, decay,
+                         optax.sgd(learning_rate_fn, momentum=config.momentum))
+    if config.sgd_learning_rate == "before_momentum":
+      return optax.chain(clip, decay, optax.scale_by_schedule(learning_rate_fn),
+                         optax.trace(decay=config.momentum),
+                         optax.scale(-1.0))
+    raise ValueError(f"config.sgd_learning_rate={config.sgd_learning_rate!r} "
+                     f"is not one of {SGD_LEARNING_RATES}.")
   raise ValueError(f"config.optimizer={config.optimizer!r} is not one of "
                    f"{OPTIMIZERS}.")

@@ -4,6 +4,7 @@
 
 import jax
 import numpy as np
+import pytest
 
 from benchmarks import common
 from benchmarks import released_baselines
@@ -116,3 +117,23 @@ def test_reader_noise_patches_show_the_deciding_sign():
     for patch, label in zip(patches, batch_labels):
       assert any(np.array_equal(patch, e) and label == labels[i]
                  for i, e in enumerate(expected))
+
+
+@pytest.mark.usefixtures("fast_compile")
+def test_model_speed_inference_writes_json_and_png(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from benchmarks import model_speed  # pylint: disable=g-import-not-at-top
+  results = model_speed.run_inference(
+      [64, 80], batch=1, k=2, patch_size=16, downscale=2,
+      feature_network="ats_traffic", repeats=1, max_time_size=64,
+      results_dir=str(tmp_path), name="speed")
+  written = json.loads((tmp_path / "speed.json").read_text())
+  assert [row["size"] for row in written["rows"]] == [64, 80]
+  timed, untimed = written["rows"]
+  assert timed["selection_overhead"] > 0 and timed["speedup"] > 0
+  assert untimed["patchnet"]["time_s"] is None
+  assert untimed["patchnet"]["program_mb"] > 0
+  assert written["not_timed_sizes"] == [80]
+  assert (tmp_path / "speed.png").read_bytes()[:4] == b"\x89PNG"
+  assert "selection overhead" in (tmp_path / "speed.md").read_text()
+  assert results["png"] == str(tmp_path / "speed.png")

@@ -28,22 +28,48 @@ def _copy_dummy(tmp_path, name):
   return shutil.copytree(os.path.join(_DUMMY, name), tmp_path / "manual")
 
 
-def test_traffic_signs_labels_follow_the_ats_filter(tmp_path):
-  builder = _build("traffic_signs/ats", tmp_path / "tfds",
+ATS_LABELS = {
+    "1277381550Image000009.jpg": 2,  # VISIBLE 70 among other signs
+    "1277381560Image000019.jpg": 0,  # no sign
+    "1277381601Image000004.jpg": 0,  # only MISC_SIGNS
+    "1277381650Image000012.jpg": 1,  # largest VISIBLE speed sign: 50
+    "1277382111Image000001.jpg": 3,
+    "1277382144Image000004.jpg": 0,
+    "1277382155Image000005.jpg": 1,
+}
+
+
+@pytest.mark.parametrize("config,expected", [
+    ("ats", ATS_LABELS),
+    # The first VISIBLE speed sign of 1277381650Image000012's line is an 80.
+    ("released", ATS_LABELS | {"1277381650Image000012.jpg": 3}),
+])
+def test_traffic_signs_labels_follow_the_ats_filter(tmp_path, config,
+                                                    expected):
+  builder = _build(f"traffic_signs/{config}", tmp_path / "tfds",
                    os.path.join(_DUMMY, "traffic_signs"))
   labels = {}
   for split in ("train", "test"):
     source = builder.as_data_source(split=split)
     labels.update({ex["file_name"].decode(): int(ex["label"]) for ex in source})
-  assert labels == {
-      "1277381550Image000009.jpg": 2,  # VISIBLE 70 among other signs
-      "1277381560Image000019.jpg": 0,  # no sign
-      "1277381601Image000004.jpg": 0,  # only MISC_SIGNS
-      "1277381650Image000012.jpg": 1,  # largest VISIBLE speed sign: 50
-      "1277382111Image000001.jpg": 3,
-      "1277382144Image000004.jpg": 0,
-      "1277382155Image000005.jpg": 1,
-  }
+  assert labels == expected
+
+
+def test_released_label_is_the_first_visible_speed_sign_of_the_line():
+  """Two visible speed signs: ATS takes the largest, released the first."""
+  line = ("a.jpg:BLURRED, 300, 300, 0, 0, PROHIBITORY, 80_SIGN;"
+          "VISIBLE, 10, 10, 0, 0, PROHIBITORY, 70_SIGN;"
+          "VISIBLE, 100, 100, 0, 0, PROHIBITORY, 50_SIGN;MISC_SIGNS")
+  _, signs = traffic_signs.parse_line(line)
+  assert traffic_signs.label_of(signs, True, True) == 1  # 50: largest
+  assert traffic_signs.label_of(signs, True, True, first_in_order=True) == 2
+  blurred_only = signs[:1]  # dropped under both rules
+  assert traffic_signs.label_of(blurred_only, False, True) is None
+  assert traffic_signs.label_of(blurred_only, False, True, True) is None
+  configs = {c.name: c for c in traffic_signs.TrafficSigns.BUILDER_CONFIGS}
+  assert configs["released"].first_in_order
+  assert configs["released"].misc_only_is_empty
+  assert not configs["ats"].first_in_order
 
 
 def test_missing_manual_file_names_file_and_url(tmp_path):

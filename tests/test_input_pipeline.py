@@ -13,6 +13,7 @@ from unittest import mock
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from configs import cub
@@ -290,3 +291,30 @@ def test_cub_eval_is_the_centre_crop_in_stored_order(cub_pipelines):
     assert pixels.shape == (600, 600, 3)
     np.testing.assert_allclose(image, pixels[76:524, 76:524] / 127.5 - 1.0,
                                atol=1e-5)
+
+
+def test_cub_tf_float_resize_is_tf_image_resize_on_floats(cub_pipelines):
+  """dataset.cub_resize="tf_float" (released): tf.image.resize on float
+  pixels, without PIL's antialiasing; batches crop those pixels."""
+  config = cub.get_config()
+  config.batch_size, config.eval_batch_size = 4, 3
+  config.dataset.cub_resize = "tf_float"
+  with _fake_cub():
+    pipeline = input_pipeline.create_datasets(config)
+  record = pipeline._eval[0]
+  pixels = pipeline._decode(record)
+  assert pixels.dtype == np.float32 and pixels.shape == (600, 600, 3)
+  decoded = tf.io.decode_jpeg(record["image"], channels=3,
+                              dct_method="INTEGER_FAST")
+  np.testing.assert_allclose(
+      pixels, tf.image.resize(tf.cast(decoded, tf.float32) / 255.0,
+                              (600, 600)).numpy() * 255.0, rtol=1e-5,
+      atol=1e-3)
+  pil = cub_pipelines[0]._decode(cub_pipelines[0]._eval[0])
+  assert np.abs(pixels - pil).max() > 1.0
+  image = next(iter(pipeline.eval_batches()))["image"][0]
+  np.testing.assert_allclose(image, pixels[76:524, 76:524] / 127.5 - 1.0,
+                             atol=1e-5)
+  config.dataset.cub_resize = "area"
+  with pytest.raises(ValueError, match="cub_resize='area'"):
+    input_pipeline.create_datasets(config)

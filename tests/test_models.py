@@ -115,6 +115,8 @@ def test_scorer_edge_padding_same_params_different_scores():
     ("transformer.num_heads", 3, "model.transformer.num_heads=3"),
     ("train_patches", "blend", "model.train_patches='blend'"),
     ("perturbed.loss_samples", 1, "model.perturbed.loss_samples=1"),
+    ("resnet_stem", "tf", "model.resnet_stem='tf'"),
+    ("sinkhorn.form", "unrolled", "model.sinkhorn.form='unrolled'"),
 ])
 def test_create_model_rejects_invalid_fields(field, value, message):
   config = tiny_config(**{"aggregator": "transformer",
@@ -366,6 +368,30 @@ def test_whole_image_classifier_downscales():
   unscaled = models.WholeImageClassifier(5, model.feature_network)
   np.testing.assert_allclose(unscaled.apply(variables, small, train=False)[0],
                              logits, rtol=1e-5, atol=1e-6)
+
+
+def test_whole_image_linear_head_is_one_dense_on_the_features():
+  """whole_image_head="linear" (released): logits = features @ W + b."""
+  x = images()
+  mlp = models.create_model(tiny_config(name="whole_image"), num_classes=4,
+                            image_size=IMAGE)
+  linear = models.create_model(
+      tiny_config(name="whole_image", whole_image_head="linear"),
+      num_classes=4, image_size=IMAGE)
+  variables = init(linear, x)
+  assert set(variables["params"]["head"]) == {"logits"}
+  assert set(init(mlp, x)["params"]["head"]) == {"hidden", "logits"}
+  logits, _ = linear.apply(variables, x, train=False)
+  features = linear.feature_network.apply(
+      {name: tree["feature_network"] for name, tree in variables.items()},
+      x, train=False)
+  dense = variables["params"]["head"]["logits"]
+  np.testing.assert_allclose(logits, features @ dense["kernel"] +
+                             dense["bias"], rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="model.whole_image_head='deep'"):
+    models.create_model(tiny_config(name="whole_image",
+                                    whole_image_head="deep"),
+                        num_classes=4, image_size=IMAGE)
 
 
 def test_position_channels():

@@ -75,6 +75,38 @@ def test_resnet_stem_has_relu():
   assert float(out.min()) >= 0.0 and float(out.max()) > 0.0
 
 
+def test_released_resnet_stem_has_tf_same_padding_momentum_099_no_relu():
+  """stem="released": conv padded (2, 3), BN momentum 0.99, no ReLU, pool
+  padded (0, 1): the released stem, computed here by hand."""
+  x = jax.random.normal(jax.random.key(0), (2, 16, 16, 3))
+  ours = feature_networks.ResNet((), feature_networks.BasicBlock, 8)
+  released = ours.clone(stem="released")
+  variables = ours.init(jax.random.key(1), x, train=False)
+  kernel = variables["params"]["stem_conv"]["kernel"]
+  conv = jax.lax.conv_general_dilated(
+      x, kernel, (2, 2), ((2, 3), (2, 3)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  expected = jax.lax.reduce_window(
+      conv / jnp.sqrt(1 + 1e-5), -jnp.inf, jax.lax.max, (1, 3, 3, 1),
+      (1, 2, 2, 1), ((0, 0), (0, 1), (0, 1), (0, 0)))
+  out = released.apply(variables, x, train=False, pool=False)
+  chex.assert_shape(out, (2, 4, 4, 8))
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+  assert float(out.min()) < 0.0  # no ReLU
+  assert not np.allclose(out, ours.apply(variables, x, train=False,
+                                         pool=False), atol=1e-3)
+  _, state = released.apply(variables, x, train=True, pool=False,
+                            mutable=["batch_stats"])
+  np.testing.assert_allclose(state["batch_stats"]["stem_bn"]["mean"],
+                             0.01 * conv.mean(axis=(0, 1, 2)), rtol=1e-4,
+                             atol=1e-7)
+  # The same parameters: released (or converted) weights load as they are.
+  assert jax.tree.map(jnp.shape, variables) == jax.tree.map(
+      jnp.shape, released.init(jax.random.key(1), x, train=False))
+  assert feature_networks.feature_network(
+      "resnet50", resnet_stem="released").stem == "released"
+
+
 def test_bottleneck_last_batchnorm_starts_at_zero():
   block = feature_networks.BottleneckBlock(4, strides=2)
   x = jax.random.normal(jax.random.key(0), (2, 8, 8, 16))

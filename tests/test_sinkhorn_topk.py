@@ -42,7 +42,11 @@ def test_tends_to_the_hard_topk_as_epsilon_shrinks(scores):
   assert errors[2] < 1e-3
 
 
-def test_gradient_matches_finite_differences():
+@pytest.mark.parametrize("form,epsilon", [("scaled", 0.05),
+                                           ("released", 0.5)])
+def test_gradient_matches_finite_differences(form, epsilon):
+  """Converged, the implicit gradient is exact (the released form at a
+  moderate epsilon, where its fixed-epsilon iterations converge)."""
   with jax.enable_x64(True):
     scores = jax.random.uniform(jax.random.key(1), (B, D), dtype=jnp.float64)
     cotangent = jax.random.normal(jax.random.key(2), (B, K, D),
@@ -50,7 +54,8 @@ def test_gradient_matches_finite_differences():
 
     @jax.jit
     def objective(s):
-      y = sinkhorn.sinkhorn_topk(s, k=K, epsilon=0.05, num_iterations=1000)
+      y = sinkhorn.sinkhorn_topk(s, k=K, epsilon=epsilon, num_iterations=1000,
+                                 form=form)
       return jnp.sum(cotangent * y)
 
     grad = jax.grad(objective)(scores)
@@ -75,3 +80,66 @@ def test_invalid_arguments_raise(scores):
     sinkhorn.sinkhorn_topk(scores, k=D)
   with pytest.raises(ValueError, match="epsilon"):
     sinkhorn.sinkhorn_topk(scores, k=K, epsilon=0.0)
+  with pytest.raises(ValueError, match="form"):
+    sinkhorn.sinkhorn_topk(scores, k=K, form="unrolled")
+
+
+def _released_by_hand(x, k, epsilon, num_iterations):
+  """The released Sinkhorn Top-K in the plain (not log) domain, in numpy.
+
+  Targets 0..k, a = 1/d, b = ((d - k)/d, 1/d, ..., 1/d), K = exp(-C / eps),
+  v = 1 (zero potentials), then per iteration u = a / (K v), v = b / (K^T u);
+  the output is d * (diag(u) K diag(v))[:, 1:] transposed.
+  """
+  x = np.asarray(x, np.float64)
+  d = len(x)
+  kernel = np.exp(-(x[:, None] - np.arange(k + 1.0)[None]) ** 2 / epsilon)
+  a = np.full(d, 1 / d)
+  b = np.concatenate([[(d - k) / d], np.full(k, 1 / d)])
+  v = np.ones(k + 1)
+  for _ in range(num_iterations):
+    u = a / (kernel @ v)
+    v = b / (kernel.T @ u)
+  return d * (u[:, None] * kernel * v[None])[:, 1:].T
+
+
+def test_released_form_matches_a_hand_computed_case():
+  """d = 3, k = 1, eps = 0.5, one iteration, worked by hand.
+
+  x = (0.2, 0.9, 0.5), targets (0, 1): K = exp(-2 (x_i - y_j)^2) =
+  ((.9231, .2780), (.1979, .9802), (.6065, .6065)); u_i = (1/3) / sum_j K_ij
+  = (.27751, .28294, .27479); v_1 = (1/3) / sum_i K_i1 u_i = .63960; the
+  output 3 u_i K_i1 v_1 = (.14805, .53215, .31980).
+  """
+  with jax.enable_x64(True):
+    scores = jnp.array([[0.2, 0.9, 0.5]], jnp.float64)
+    released = sinkhorn.sinkhorn_topk(scores, k=1, epsilon=0.5,
+                                      num_iterations=1, form="released")
+    np.testing.assert_allclose(released[0], [[0.14805, 0.53215, 0.31980]],
+                               atol=1e-5)
+    np.testing.assert_allclose(
+        released[0], _released_by_hand([0.2, 0.9, 0.5], 1, 0.5, 1),
+        rtol=1e-10)
+    # k = 2 (targets 0, 1, 2), three iterations.
+    released = sinkhorn.sinkhorn_topk(scores, k=2, epsilon=0.5,
+                                      num_iterations=3, form="released")
+    np.testing.assert_allclose(
+        released[0], _released_by_hand([0.2, 0.9, 0.5], 2, 0.5, 3),
+        rtol=1e-10)
+    # Ours (targets j / k, epsilon scaling) is a different operator.
+    scaled = sinkhorn.sinkhorn_topk(scores, k=2, epsilon=0.5,
+                                    num_iterations=3)
+    assert np.abs(np.asarray(scaled - released)).max() > 0.05
+
+
+@pytest.mark.parametrize("form", sinkhorn.FORMS)
+def test_gradient_is_finite_when_a_slot_is_hard(form):
+  """A well-separated top score makes its slot a one-hot: the k x k system
+  of the implicit backward is then singular (its slot decouples), and a
+  plain solve gave NaN. The gradient is the least-squares one, ~0 here."""
+  scores = jnp.array([[0.1, 0.2, 0.3, 0.95]])
+  cotangent = jnp.array([[[0.3, -1.0, 0.5, 2.0]]])
+  grad = jax.grad(lambda s: jnp.sum(cotangent * sinkhorn.sinkhorn_topk(
+      s, k=1, epsilon=1e-3, num_iterations=200, form=form)))(scores)
+  assert np.all(np.isfinite(grad))
+  np.testing.assert_allclose(grad, 0.0, atol=1e-3)

@@ -19,7 +19,10 @@ first must be VISIBLE and gives the label, else the image is dropped.
 
 Configs: `ats` keeps images whose only annotation is MISC_SIGNS as EMPTY, as
 ATS and the paper do (the 747 / 684 counts); `no_misc` drops them, since
-MISC_SIGNS marks unannotated signs that may be speed limits.
+MISC_SIGNS marks unannotated signs that may be speed limits; `released` is
+`ats` with the released code's label for an image with several visible speed
+signs: the first VISIBLE one in annotation order (its comment said "most
+visible"), not the largest. The same images are kept by all but `no_misc`.
 """
 
 import dataclasses
@@ -108,13 +111,20 @@ def parse_annotations(path: pathlib.Path) -> list[tuple[str, list[Sign], bool]]:
   return out
 
 
-def label_of(signs: list[Sign], has_misc: bool,
-             misc_only_is_empty: bool) -> int | None:
-  """The class of an image, or None when the filter drops it."""
+def label_of(signs: list[Sign], has_misc: bool, misc_only_is_empty: bool,
+             first_in_order: bool = False) -> int | None:
+  """The class of an image, or None when the filter drops it.
+
+  first_in_order: the label is the first VISIBLE speed sign in annotation
+  order (released), not the ATS order by visibility then decreasing area.
+  """
   if not signs:
     return 0 if misc_only_is_empty or not has_misc else None
-  speed = sorted((s for s in signs if s.name in CLASS_NAMES[1:]),
-                 key=lambda s: (VISIBILITIES.index(s.visibility), -s.area))
+  speed = [s for s in signs if s.name in CLASS_NAMES[1:]]
+  if first_in_order:
+    speed = [s for s in speed if s.visibility == "VISIBLE"]
+  else:
+    speed.sort(key=lambda s: (VISIBILITIES.index(s.visibility), -s.area))
   if not speed or speed[0].visibility != "VISIBLE":
     return None
   return CLASS_NAMES.index(speed[0].name)
@@ -174,6 +184,7 @@ def check_image(data: bytes, name: str, remedy: str) -> None:
 @dataclasses.dataclass(eq=False)
 class TrafficSignsConfig(tfds.core.BuilderConfig):
   misc_only_is_empty: bool = True
+  first_in_order: bool = False  # label_of's rule for several speed signs
 
 
 class TrafficSigns(base.ProjectBuilder):
@@ -185,6 +196,9 @@ class TrafficSigns(base.ProjectBuilder):
       TrafficSignsConfig(name="ats", description="MISC_SIGNS-only = EMPTY."),
       TrafficSignsConfig(name="no_misc", misc_only_is_empty=False,
                          description="MISC_SIGNS-only images dropped."),
+      TrafficSignsConfig(name="released", first_in_order=True,
+                         description="ats, labelled by the first visible "
+                         "speed sign in annotation order (released code)."),
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = "\n".join(
       f"  {URL}/{folder}/{f}  ->  <manual_dir>/{folder}/{f}"
@@ -223,7 +237,9 @@ class TrafficSigns(base.ProjectBuilder):
   def _generate_examples(self, set_dir: pathlib.Path, archive: str):
     read = _image_reader(set_dir, archive)
     for name, signs, has_misc in parse_annotations(set_dir / "annotations.txt"):
-      label = label_of(signs, has_misc, self.builder_config.misc_only_is_empty)
+      config = self.builder_config
+      label = label_of(signs, has_misc, config.misc_only_is_empty,
+                       config.first_in_order)
       if label is None:
         continue
       yield name, {"image": read(name), "label": label, "file_name": name}

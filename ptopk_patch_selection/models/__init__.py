@@ -42,6 +42,7 @@ import flax.linen as nn
 from ptopk_patch_selection import errors
 from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
+from ptopk_patch_selection import sinkhorn_topk
 from ptopk_patch_selection.models import aggregators
 from ptopk_patch_selection.models import feature_networks
 from ptopk_patch_selection.models import ntsnet
@@ -87,6 +88,13 @@ def _check(condition: bool, message: str) -> None:
 TRAIN_PATCHES = ("soft", "sampled", "score_function")
 
 
+def _feature_network(config: ml_collections.ConfigDict) -> nn.Module:
+  """config.feature_network, with config.resnet_stem for the ResNets."""
+  return feature_networks.feature_network(
+      config.feature_network,
+      _choice(config, "resnet_stem", feature_networks.RESNET_STEMS))
+
+
 def _topk(config: ml_collections.ConfigDict, k: int,
           num_patches: int) -> selection.TopK:
   """Top-K options, validated against d = num_patches candidates."""
@@ -100,6 +108,7 @@ def _topk(config: ml_collections.ConfigDict, k: int,
            f"candidate patches ({num_patches}) for Sinkhorn selection.")
     _check(config.sinkhorn.epsilon > 0,
            f"model.sinkhorn.epsilon={config.sinkhorn.epsilon} must be > 0.")
+  _choice(config, "sinkhorn.form", sinkhorn_topk.FORMS)
   perturbed = config.perturbed
   _choice(config, "perturbed.gradient", ptopk.GRADIENTS)
   _choice(config, "perturbed.noise", ptopk.NOISES)
@@ -118,7 +127,8 @@ def _topk(config: ml_collections.ConfigDict, k: int,
       noise=perturbed.noise, variance_reduction=perturbed.variance_reduction,
       chunk_size=perturbed.chunk_size,
       sinkhorn_epsilon=config.sinkhorn.epsilon,
-      sinkhorn_iterations=config.sinkhorn.num_iterations)
+      sinkhorn_iterations=config.sinkhorn.num_iterations,
+      sinkhorn_form=config.sinkhorn.form)
 
 
 def _selection_fields(config: ml_collections.ConfigDict,
@@ -175,7 +185,7 @@ def _patchnet(config, num_classes, image_size) -> PatchNet:
           use_se=config.scorer_has_se,
           padding=_choice(config, "scorer_padding",
                           scorer_lib.SCORER_PADDINGS)),
-      feature_network=feature_networks.feature_network(config.feature_network),
+      feature_network=_feature_network(config),
       aggregator=aggregators.aggregator(
           aggregator_name, num_layers=transformer.num_layers,
           num_heads=transformer.num_heads,
@@ -202,7 +212,7 @@ def _ntsnet(config, num_classes, image_size) -> NTSNet:
          f"model.ntsnet.part_size={nts.part_size} must be >= 1.")
   return NTSNet(
       num_classes=num_classes, k=config.k,
-      backbone=feature_networks.feature_network(config.feature_network),
+      backbone=_feature_network(config),
       **_selection_fields(config, ntsnet.num_anchors(image_size)),
       communication=_choice(config, "ntsnet.communication",
                             ntsnet.COMMUNICATIONS),
@@ -238,9 +248,10 @@ def create_model(model_config: ml_collections.ConfigDict, *, num_classes: int,
          f"model.whole_image_downscale={downscale!r} must be an integer >= 1.")
   return WholeImageClassifier(
       num_classes=num_classes,
-      feature_network=feature_networks.feature_network(
-          model_config.feature_network),
-      downscale=downscale, append_position=model_config.append_position)
+      feature_network=_feature_network(model_config),
+      downscale=downscale, append_position=model_config.append_position,
+      head=_choice(model_config, "whole_image_head",
+                   patchnet_lib.WHOLE_IMAGE_HEADS))
 
 
 def load_pretrained_feature_network(variables: Any,

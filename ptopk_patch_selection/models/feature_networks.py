@@ -11,8 +11,12 @@
 
 BatchNorm everywhere (momentum 0.9, epsilon 1e-5, running averages at
 evaluation). Under `jax.jit` with batch-sharded inputs the batch statistics
-are global, so there is no `axis_name`. The ResNet stem is conv 7x7/2 -> BN ->
-ReLU -> max-pool 3x3/2; the released code lacked that ReLU.
+are global, so there is no `axis_name`. The ResNet stem (`stem`):
+  * "standard" (ours): conv 7x7/2 with padding (3, 3) -> BN -> ReLU ->
+    max-pool 3x3/2 with padding (1, 1);
+  * "released": as the released code, for its (or TF-converted) weights:
+    TF "SAME" padding ((2, 3) for the conv and (0, 1) for the pool on even
+    sides), stem BN momentum 0.99 (the old Flax default), and no ReLU.
 
 Every network takes `pool=False` to return the last feature map instead of
 its spatial mean (NTS-Net needs the map).
@@ -68,19 +72,32 @@ class BottleneckBlock(nn.Module):
     return nn.relu(x + y)
 
 
+RESNET_STEMS = ("standard", "released")
+
+
 class ResNet(nn.Module):
   """ResNet v1: stem, then stages of blocks of width num_filters * 2^stage."""
   stage_sizes: Sequence[int]
   block_cls: type[nn.Module]
   num_filters: int = 64
+  stem: str = "standard"  # RESNET_STEMS, module docstring
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool,
                pool: bool = True) -> jax.Array:
-    x = _Conv(self.num_filters, (7, 7), 2, padding=((3, 3), (3, 3)),
+    if self.stem not in RESNET_STEMS:
+      raise ValueError(f"stem={self.stem!r} is not one of {RESNET_STEMS}.")
+    released = self.stem == "released"
+    x = _Conv(self.num_filters, (7, 7), 2,
+              padding="SAME" if released else ((3, 3), (3, 3)),
               name="stem_conv")(x)
-    x = nn.relu(_batch_norm(train, name="stem_bn")(x))
-    x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    if released:
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.99,
+                       epsilon=1e-5, name="stem_bn")(x)
+    else:
+      x = nn.relu(_batch_norm(train, name="stem_bn")(x))
+    x = nn.max_pool(x, (3, 3), strides=(2, 2),
+                    padding="SAME" if released else ((1, 1), (1, 1)))
     for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
         strides = 2 if stage > 0 and block == 0 else 1
@@ -140,9 +157,17 @@ FEATURE_NETWORKS = {
 STRIDE_32_NETWORKS = ("resnet18", "resnet18_thin", "resnet50")
 
 
-def feature_network(name: str) -> nn.Module:
-  """A fresh feature network by name (one of FEATURE_NETWORKS)."""
+def feature_network(name: str, resnet_stem: str = "standard") -> nn.Module:
+  """A fresh feature network by name (one of FEATURE_NETWORKS).
+
+  `resnet_stem` is the ResNets' `stem` (RESNET_STEMS); ignored by others.
+  """
   if name not in FEATURE_NETWORKS:
     raise ValueError(f"Unknown feature network {name!r}; expected one of "
                      f"{sorted(FEATURE_NETWORKS)}.")
-  return FEATURE_NETWORKS[name]()
+  if resnet_stem not in RESNET_STEMS:
+    raise ValueError(f"resnet_stem={resnet_stem!r} is not one of "
+                     f"{RESNET_STEMS}.")
+  network = FEATURE_NETWORKS[name]()
+  return network.clone(stem=resnet_stem) if isinstance(network, ResNet) else (
+      network)

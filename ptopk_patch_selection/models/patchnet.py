@@ -56,13 +56,22 @@ def append_position_channels(images: jax.Array) -> jax.Array:
       [images, jnp.broadcast_to(position, (b, h, w, 2))], axis=-1)
 
 
+WHOLE_IMAGE_HEADS = ("mlp", "linear")
+
+
 class ClassifierHead(nn.Module):
-  """Dense(D) -> swish -> Dense(num_classes) on a representation (b, D)."""
+  """Dense(D) -> swish -> Dense(num_classes) on a representation (b, D).
+
+  With hidden=False only the last Dense(num_classes) (the released
+  whole-image baseline's head).
+  """
   num_classes: int
+  hidden: bool = True
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    x = nn.swish(nn.Dense(x.shape[-1], name="hidden")(x))
+    if self.hidden:
+      x = nn.swish(nn.Dense(x.shape[-1], name="hidden")(x))
     return nn.Dense(self.num_classes, name="logits")(x)
 
 
@@ -273,11 +282,15 @@ class WholeImageClassifier(nn.Module):
     feature_network: maps (b, h, w, c) images to (b, D) features.
     downscale: resize the image by 1/downscale first (1: full resolution).
     append_position: append 2 position channels (after downscaling).
+    head: "mlp" (ours: PatchNet's Dense -> swish -> Dense head, so both
+      models classify alike) or "linear" (released: one Dense on the
+      features).
   """
   num_classes: int
   feature_network: nn.Module
   downscale: int = 1
   append_position: bool = False
+  head: str = "mlp"
 
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool,
@@ -293,5 +306,6 @@ class WholeImageClassifier(nn.Module):
     if self.append_position:
       x = append_position_channels(x)
     features = self.feature_network(x, train=train)
-    logits = ClassifierHead(self.num_classes, name="head")(features)
+    logits = ClassifierHead(self.num_classes, hidden=self.head == "mlp",
+                            name="head")(features)
     return logits, {"entropy": jnp.zeros((), jnp.float32)}

@@ -71,7 +71,7 @@ class TopK:
     k: number of selected patches.
     num_samples, gradient, noise, variance_reduction, chunk_size: options of
       `perturbed_topk.perturbed_topk`.
-    sinkhorn_epsilon, sinkhorn_iterations: options of
+    sinkhorn_epsilon, sinkhorn_iterations, sinkhorn_form: options of
       `sinkhorn_topk.sinkhorn_topk`.
   """
   k: int
@@ -82,6 +82,7 @@ class TopK:
   chunk_size: int = 16
   sinkhorn_epsilon: float = 1e-4
   sinkhorn_iterations: int = 2000
+  sinkhorn_form: str = "scaled"
 
   def __call__(self, method: str, scores: jax.Array, *,
                key: jax.Array | None, sigma: jax.Array | float
@@ -108,7 +109,8 @@ class TopK:
     if method == "sinkhorn":
       return sinkhorn_topk.sinkhorn_topk(
           scores, k=self.k, epsilon=self.sinkhorn_epsilon,
-          num_iterations=self.sinkhorn_iterations), None
+          num_iterations=self.sinkhorn_iterations,
+          form=self.sinkhorn_form), None
     if method == "hard":
       return None, ptopk.topk_indices(jax.lax.stop_gradient(scores), self.k)
     if method == "random":

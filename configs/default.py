@@ -132,6 +132,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.gradient_clip = 0.1  # element-wise value clipping; 0 disables
   # Regex of parameter paths ("head/logits/kernel") that are not trained.
   config.frozen_params = ""
+  # ((regex, factor), ...): the learning rate of parameters whose path
+  # matches a regex is factor x the schedule's (first match; released
+  # scaling_learning_rate_by_regex), e.g. (("^scorer/", 0.1),).
+  config.lr_scales = ()
   config.schedule = "cosine"  # "cosine", "piecewise"
   config.warmup_ratio = 0.1
   config.decay_at_steps = ()  # piecewise: multiply by decay_factor at these

@@ -106,6 +106,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.whole_image_head = "mlp"
   # .npz or Orbax directory for the feature network (models/pretrained.py).
   config.model.pretrained_checkpoint = ""
+  # Module path of the checkpoint's subtree to load as the feature network,
+  # e.g. "feature_network" of a whole PatchNet checkpoint; "" = the whole
+  # checkpoint is the bare network (models/pretrained.py).
+  config.model.pretrained_prefix = ""
   config.model.ntsnet = ml_collections.ConfigDict()
   # "none", "squeeze_excite_x", "squeeze_excite_d"
   config.model.ntsnet.communication = "squeeze_excite_d"

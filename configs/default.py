@@ -20,6 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.name = "synthetic_traffic_signs/small"  # TFDS name[/config]
   config.dataset.data_dir = "data/tfds"  # built TFDS datasets
   config.dataset.manual_dir = "data/downloads"  # user downloads, per dataset
+  # TFDS split names, slices allowed ("train[:5000]": configs/cub.py).
   config.dataset.train_split = "train"
   config.dataset.eval_split = "test"
   config.dataset.image_size = (512, 512)  # (h, w) the model sees

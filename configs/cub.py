@@ -22,6 +22,9 @@ data/README.md), then
 Run:
   python -m ptopk_patch_selection.main --config=configs/cub.py \
       --workdir=workdirs/cub --config.model.pretrained_checkpoint=PATH
+Sweep (released): k in {2, 4} x seeds {3, 5, 7, 9, 11}, one command each:
+  python -m ptopk_patch_selection.sweep --config=configs/cub.py \
+      --workdir=workdirs/cub_sweep
 Variants (`--config=configs/cub.py:VARIANT`):
   paper      Table 6's decay epochs (above);
   train_val  the released train-val mode: train on the first 5000 images of
@@ -82,3 +85,10 @@ def get_config(variant: str = ""):
     config.dataset.train_split = f"train[:{TRAIN_VAL_IMAGES}]"
     config.dataset.eval_split = f"train[{TRAIN_VAL_IMAGES}:]"
   return config
+
+
+def get_sweep():
+  """The released sweep: k in {2, 4} x 5 seeds (ptopk_patch_selection/sweep.py
+  prints one command per point)."""
+  return [{"model.k": k, "seed": seed}
+          for k in (2, 4) for seed in (3, 5, 7, 9, 11)]

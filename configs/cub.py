@@ -22,15 +22,24 @@ data/README.md), then
 Run:
   python -m ptopk_patch_selection.main --config=configs/cub.py \
       --workdir=workdirs/cub --config.model.pretrained_checkpoint=PATH
-Variant `--config=configs/cub.py:paper`: Table 6's decay epochs (above).
+Sweep (released): k in {2, 4} x seeds {3, 5, 7, 9, 11}, one command each:
+  python -m ptopk_patch_selection.sweep --config=configs/cub.py \
+      --workdir=workdirs/cub_sweep
+Variants (`--config=configs/cub.py:VARIANT`):
+  paper      Table 6's decay epochs (above);
+  train_val  the released train-val mode: train on the first 5000 images of
+             the TFDS train split (in stored order), evaluate on the other
+             994 (TFDS split slicing "train[:5000]" / "train[5000:]"), to
+             choose settings without the test split.
 """
 
 from ptopk_patch_selection import locations
 
 default = locations.sibling_config(__file__, "default")
 
-VARIANTS = ("", "paper")
+VARIANTS = ("", "paper", "train_val")
 TRAIN_IMAGES = 5994  # the CUB-200-2011 training split
+TRAIN_VAL_IMAGES = 5000  # train_val: training images; the rest evaluate
 
 
 def get_config(variant: str = ""):
@@ -72,4 +81,14 @@ def get_config(variant: str = ""):
     steps_per_epoch = TRAIN_IMAGES / config.batch_size
     config.decay_at_steps = tuple(round(epoch * steps_per_epoch)
                                   for epoch in (60, 80))
+  elif variant == "train_val":
+    config.dataset.train_split = f"train[:{TRAIN_VAL_IMAGES}]"
+    config.dataset.eval_split = f"train[{TRAIN_VAL_IMAGES}:]"
   return config
+
+
+def get_sweep():
+  """The released sweep: k in {2, 4} x 5 seeds (ptopk_patch_selection/sweep.py
+  prints one command per point)."""
+  return [{"model.k": k, "seed": seed}
+          for k in (2, 4) for seed in (3, 5, 7, 9, 11)]

@@ -20,6 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.dataset.name = "synthetic_traffic_signs/small"  # TFDS name[/config]
   config.dataset.data_dir = "data/tfds"  # built TFDS datasets
   config.dataset.manual_dir = "data/downloads"  # user downloads, per dataset
+  # TFDS split names, slices allowed ("train[:5000]": configs/cub.py).
   config.dataset.train_split = "train"
   config.dataset.eval_split = "test"
   config.dataset.image_size = (512, 512)  # (h, w) the model sees
@@ -106,6 +107,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.whole_image_head = "mlp"
   # .npz or Orbax directory for the feature network (models/pretrained.py).
   config.model.pretrained_checkpoint = ""
+  # Module path of the checkpoint's subtree to load as the feature network,
+  # e.g. "feature_network" of a whole PatchNet checkpoint; "" = the whole
+  # checkpoint is the bare network (models/pretrained.py).
+  config.model.pretrained_prefix = ""
   config.model.ntsnet = ml_collections.ConfigDict()
   # "none", "squeeze_excite_x", "squeeze_excite_d"
   config.model.ntsnet.communication = "squeeze_excite_d"
@@ -132,6 +137,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.gradient_clip = 0.1  # element-wise value clipping; 0 disables
   # Regex of parameter paths ("head/logits/kernel") that are not trained.
   config.frozen_params = ""
+  # ((regex, factor), ...): the learning rate of parameters whose path
+  # matches a regex is factor x the schedule's (first match; released
+  # scaling_learning_rate_by_regex), e.g. (("^scorer/", 0.1),).
+  config.lr_scales = ()
   config.schedule = "cosine"  # "cosine", "piecewise"
   config.warmup_ratio = 0.1
   config.decay_at_steps = ()  # piecewise: multiply by decay_factor at these

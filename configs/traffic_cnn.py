@@ -9,6 +9,9 @@ warmup, 70k steps, batch 32.
 
   python -m ptopk_patch_selection.main --config=configs/traffic_cnn.py \
       --workdir=workdirs/traffic_cnn
+Sweep (released): seeds 0-4 x learning rates {1e-3, 5e-4, 1e-4, 5e-5}:
+  python -m ptopk_patch_selection.sweep --config=configs/traffic_cnn.py \
+      --workdir=workdirs/traffic_cnn_sweep
 """
 
 from ptopk_patch_selection import locations
@@ -23,3 +26,10 @@ def get_config():
   config.warmup_ratio = 0.0
   config.entropy_regularizer = 0.0
   return config
+
+
+def get_sweep():
+  """The released sweep: 5 seeds x 4 learning rates (see
+  ptopk_patch_selection/sweep.py)."""
+  return [{"seed": seed, "learning_rate": learning_rate}
+          for seed in range(5) for learning_rate in (1e-3, 5e-4, 1e-4, 5e-5)]

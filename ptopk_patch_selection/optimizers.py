@@ -15,7 +15,12 @@
          through new gradients, not at once).
 Parameters whose path ("scorer/Conv_0/kernel") matches the regular
 expression `frozen_params` are not updated (no step, no weight decay), as the
-released code's freezing by regex.
+released code's freezing by regex. `lr_scales`, ((regex, factor), ...) as the
+released `scaling_learning_rate_by_regex`, multiplies the update of the
+parameters whose path matches a regex by its factor: their learning rate is
+factor x the schedule's (weight decay included, which with both optimisers
+scales with the learning rate). The first matching pair applies; frozen
+parameters stay frozen.
 Schedules: linear warmup over `warmup_ratio` of the steps, then cosine decay
 to 0 ("cosine") or a piecewise-constant decay by `decay_factor` at
 `decay_at_steps` ("piecewise").
@@ -26,6 +31,8 @@ import re
 import flax.traverse_util
 import ml_collections
 import optax
+
+from ptopk_patch_selection import errors
 
 OPTIMIZERS = ("adamw", "sgd")
 SGD_LEARNING_RATES = ("after_momentum", "before_momentum")
@@ -54,28 +61,62 @@ def create_learning_rate_fn(
                    f"{SCHEDULES}.")
 
 
-def frozen_labels(pattern: str):
-  """params -> the same tree of "frozen" / "trained" labels, by path."""
-  regex = re.compile(pattern)
+def frozen_labels(pattern: str, scales=()):
+  """params -> the same tree of labels, by path: "frozen" (matches
+  `pattern`), "lr_scales[i]" (first of the (regex, factor) `scales` that
+  matches) or "trained"."""
+  regex = re.compile(pattern) if pattern else None
+  scaled = [(re.compile(scale_pattern), f"lr_scales[{i}]")
+            for i, (scale_pattern, _) in enumerate(scales)]
+
+  def label(path):
+    if regex is not None and regex.search(path):
+      return "frozen"
+    return next((name for scale, name in scaled if scale.search(path)),
+                "trained")
 
   def labels(params):
     flat = flax.traverse_util.flatten_dict(params, sep="/")
     return flax.traverse_util.unflatten_dict(
-        {path: "frozen" if regex.search(path) else "trained"
-         for path in flat}, sep="/")
+        {path: label(path) for path in flat}, sep="/")
   return labels
 
 
 def create_optimizer(config: ml_collections.ConfigDict,
                      learning_rate_fn: optax.Schedule
                      ) -> optax.GradientTransformation:
-  """The optax chain of `config.optimizer`, frozen_params excluded."""
+  """The optax chain of `config.optimizer`, frozen_params excluded and
+  lr_scales applied."""
   optimizer = _optimizer(config, learning_rate_fn)
-  if not config.frozen_params:
+  scales = _lr_scales(config.lr_scales)
+  if not config.frozen_params and not scales:
     return optimizer
+  transforms = {"trained": optimizer, "frozen": optax.set_to_zero()}
+  for i, (_, factor) in enumerate(scales):
+    transforms[f"lr_scales[{i}]"] = optax.chain(
+        _optimizer(config, learning_rate_fn), optax.scale(factor))
   return optax.multi_transform(
-      {"trained": optimizer, "frozen": optax.set_to_zero()},
-      frozen_labels(config.frozen_params))
+      transforms, frozen_labels(config.frozen_params, scales))
+
+
+def _lr_scales(scales) -> tuple[tuple[str, float], ...]:
+  """config.lr_scales checked: (regex, finite factor >= 0) pairs."""
+  checked = []
+  for entry in scales:
+    try:
+      pattern, factor = entry
+      re.compile(pattern)
+      factor = float(factor)
+      ok = isinstance(pattern, str) and factor >= 0 and factor < float("inf")
+    except (TypeError, ValueError, re.error):
+      ok = False
+    if not ok:
+      raise errors.ConfigError(
+          f"Invalid config: lr_scales entry {entry!r} should be a pair "
+          "(regex of parameter paths, factor >= 0), e.g. "
+          "lr_scales=(('^scorer/', 0.1),).")
+    checked.append((pattern, factor))
+  return tuple(checked)
 
 
 def _optimizer(config, learning_rate_fn):

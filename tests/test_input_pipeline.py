@@ -318,3 +318,61 @@ def test_cub_tf_float_resize_is_tf_image_resize_on_floats(cub_pipelines):
   config.dataset.cub_resize = "area"
   with pytest.raises(ValueError, match="cub_resize='area'"):
     input_pipeline.create_datasets(config)
+
+
+def _fake_cub_examples(n):
+  """(key, example) of n small caltech_birds2011 records named 0000.jpg..."""
+  for i in range(n):
+    jpeg = io.BytesIO()
+    Image.fromarray(np.full((40, 50, 3), 10 * i, np.uint8)).save(
+        jpeg, format="JPEG")
+    yield f"{i:04d}", {
+        "image": jpeg.getvalue(), "image/filename": f"{i:04d}.jpg",
+        "label": i, "label_name": "bird",
+        "bbox": tfds.features.BBox(0.1, 0.2, 0.7, 0.9),
+        "segmentation_mask": np.zeros((40, 50, 1), np.uint8)}
+
+
+@pytest.fixture(scope="module")
+def built_fake_cub(tmp_path_factory):
+  """caltech_birds2011 built on disk (ArrayRecord, the real builder and
+  features) from 12 train and 3 test fake records; nothing is downloaded."""
+  path = str(tmp_path_factory.mktemp("cub_tfds"))
+  cls = tfds.builder_cls("caltech_birds2011")
+
+  def splits(self, dl_manager):
+    del self, dl_manager
+    return {"train": _fake_cub_examples(12), "test": _fake_cub_examples(3)}
+
+  with mock.patch.object(cls, "_split_generators", splits), \
+       mock.patch.object(cls, "_make_download_manager"):
+    tfds.builder("caltech_birds2011", data_dir=path,
+                 file_format="array_record").download_and_prepare()
+  return path
+
+
+def test_cub_train_val_trains_on_the_first_images_evaluates_on_the_rest(
+    built_fake_cub, monkeypatch):
+  """configs/cub.py:train_val, as released: the first TRAIN_VAL_IMAGES
+  (5000) images of "train" in stored order train, the rest (994) evaluate."""
+  config = cub.get_config("train_val")
+  assert (config.dataset.train_split, config.dataset.eval_split) == (
+      "train[:5000]", "train[5000:]")
+  monkeypatch.setattr(cub, "TRAIN_VAL_IMAGES", 9)  # of the 12 fake images
+  config = cub.get_config("train_val")
+  config.dataset.data_dir = built_fake_cub
+  config.batch_size, config.eval_batch_size = 4, 2
+  pipeline = input_pipeline.create_datasets(config)
+  stored = [r["image/filename"] for r in tfds.builder(
+      "caltech_birds2011", data_dir=built_fake_cub).as_data_source("train")]
+  assert len(stored) == 12 and (pipeline.train_size, pipeline.eval_size) == (
+      9, 3)
+  assert [r["image/filename"] for r in pipeline._train] == stored[:9]
+  assert [r["image/filename"] for r in pipeline._eval] == stored[9:]
+  batches = list(pipeline.eval_batches())
+  labels = np.concatenate([b["label"][b["mask"]] for b in batches])
+  np.testing.assert_array_equal(
+      labels, [int(name[:4]) for name in stored[9:]])
+  trained = {int(label) for batch in itertools.islice(
+      pipeline.train_batches(), 9) for label in batch["label"]}
+  assert trained == {int(name[:4]) for name in stored[:9]}

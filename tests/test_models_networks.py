@@ -342,3 +342,37 @@ def test_pretrained_orbax_round_trip(tmp_path):
       {c: loaded[c]["feature_network"] for c in source}, source)
   assert float(jnp.abs(loaded["params"]["scorer"]["Conv_0"]["kernel"]).sum(
       )) == 0.0
+
+
+def test_pretrained_prefix_loads_one_subtree_of_a_checkpoint(tmp_path):
+  """model.pretrained_prefix: the feature network of a whole model's .npz."""
+  def zeros(n):
+    return np.zeros(n, np.float32)
+  variables = {"params": {"feature_network": {"conv": {"kernel": zeros(3)}},
+                          "head": {"kernel": zeros(2)}},
+               "batch_stats": {"feature_network": {"bn": {"mean": zeros(4)}}}}
+  path = str(tmp_path / "patchnet.npz")
+  pretrained.save_npz(path, {
+      "params": {"feature_network": {"conv": {"kernel": np.full(3, 1.0)}},
+                 "scorer": {"conv": {"kernel": np.full(3, 2.0)}},
+                 "head": {"kernel": np.full(2, 3.0)}},
+      "batch_stats": {"feature_network": {"bn": {"mean": np.full(4, 4.0)}}}})
+  loaded = pretrained.load_pretrained(variables, path,
+                                      submodule="feature_network",
+                                      prefix="feature_network")
+  np.testing.assert_array_equal(
+      loaded["params"]["feature_network"]["conv"]["kernel"], 1.0)
+  np.testing.assert_array_equal(
+      loaded["batch_stats"]["feature_network"]["bn"]["mean"], 4.0)
+  np.testing.assert_array_equal(loaded["params"]["head"]["kernel"], 0.0)
+  with pytest.raises(errors.BadFileError, match="under prefix 'scorer'"):
+    pretrained.load_pretrained(variables, path, submodule="feature_network",
+                               prefix="scorer")  # no batch_stats there
+  with pytest.raises(errors.ConfigError) as error:
+    pretrained.load_pretrained(variables, path, submodule="feature_network",
+                               prefix="backbone")
+  message = str(error.value)
+  assert "model.pretrained_prefix='backbone'" in message
+  assert os.path.abspath(path) in message
+  assert "feature_network, head, scorer" in message
+  assert default.get_config().model.pretrained_prefix == ""

@@ -15,6 +15,14 @@ formats:
 NTS-Net) and fails, naming them, on missing names and on shape mismatches.
 Checkpoint entries the model does not have (a classifier head) are ignored
 with a log line.
+
+`prefix` (config.model.pretrained_prefix) loads part of a bigger checkpoint:
+the module path, inside every collection, of the subtree that holds the
+feature network, e.g. "feature_network" to take it from a whole PatchNet's
+variables ("params/feature_network/...", "batch_stats/feature_network/...").
+"" reads the checkpoint as the bare network. The released code's
+`pretrained_prefix` went the other way: it named where in the model the
+checkpoint lands, which `submodule` fixes here.
 """
 
 import os
@@ -101,14 +109,46 @@ def _not_weights(path: str, reason: str) -> errors.BadFileError:
       f"should name {_FORMAT}.")
 
 
+def select_prefix(checkpoint: dict[str, np.ndarray], prefix: str,
+                  path: str) -> dict[str, np.ndarray]:
+  """The entries "collection/PREFIX/rest" of a flattened checkpoint, named
+  "collection/rest"; all of it for prefix "".
+
+  Raises:
+    errors.ConfigError: no entry is under `prefix`; the message names the
+      checkpoint's full path and its top-level module names.
+  """
+  prefix = prefix.strip(_SEP)
+  if not prefix:
+    return checkpoint
+  selected = {}
+  for name, value in checkpoint.items():
+    collection, _, rest = name.partition(_SEP)
+    if rest.startswith(prefix + _SEP):
+      selected[f"{collection}{_SEP}{rest[len(prefix) + 1:]}"] = value
+  if not selected:
+    tops = sorted({name.split(_SEP)[1] for name in checkpoint
+                   if name.count(_SEP) >= 1})
+    raise errors.ConfigError(
+        f"model.pretrained_prefix={prefix!r} is not in the pretrained "
+        f"checkpoint {os.path.abspath(path)}: no entry is named "
+        f"'<collection>/{prefix}/...'. Its top-level names (after the "
+        f"collection) are: {', '.join(tops) or 'none'}. Set "
+        "model.pretrained_prefix to one of them (or a path below one), or "
+        "to \"\" for a checkpoint of the bare feature network.")
+  return selected
+
+
 def load_pretrained(variables: Mapping[str, Any], path: str, *,
-                    submodule: str) -> dict[str, Any]:
+                    submodule: str, prefix: str = "") -> dict[str, Any]:
   """Returns `variables` with `submodule`'s variables read from `path`.
 
   Args:
     variables: a model's variables ({"params": ..., "batch_stats": ...}).
     path: a .npz file or an Orbax checkpoint directory (module docstring).
     submodule: name of the feature network inside the model.
+    prefix: module path of the checkpoint's subtree to load ("" = all of
+      it; module docstring).
 
   Returns:
     New variables; everything outside the submodule is unchanged.
@@ -117,8 +157,9 @@ def load_pretrained(variables: Mapping[str, Any], path: str, *,
     errors.BadFileError: (a ValueError) when a variable of the submodule is
       missing from the checkpoint or has another shape; the message shows a
       few of the model's and the file's names.
+    errors.ConfigError: nothing in the checkpoint is under `prefix`.
   """
-  checkpoint = read_checkpoint(path)
+  checkpoint = select_prefix(read_checkpoint(path), prefix, path)
   target = {}
   for collection, tree in variables.items():
     if submodule in tree:
@@ -135,8 +176,9 @@ def load_pretrained(variables: Mapping[str, Any], path: str, *,
   unused = sorted(set(checkpoint) - set(target))
   if missing or mismatched:
     raise errors.BadFileError(
-        f"Pretrained checkpoint {os.path.abspath(path)} does not fit the "
-        f"model's {submodule!r}:\n" +
+        f"Pretrained checkpoint {os.path.abspath(path)}" +
+        (f" under prefix {prefix!r}" if prefix else "") +
+        f" does not fit the model's {submodule!r}:\n" +
         _names("the model's names missing from the file", missing) +
         _names("the file's names the model lacks", unused) +
         _names("shape mismatches", mismatched) +

@@ -376,3 +376,11 @@ def test_pretrained_prefix_loads_one_subtree_of_a_checkpoint(tmp_path):
   assert os.path.abspath(path) in message
   assert "feature_network, head, scorer" in message
   assert default.get_config().model.pretrained_prefix == ""
+  # Through the factory, as training loads it.
+  model_config = default.get_config().model
+  model_config.unlock().update(pretrained_checkpoint=path,
+                               pretrained_prefix="feature_network")
+  through_config = models.load_pretrained_feature_network(variables,
+                                                          model_config)
+  np.testing.assert_array_equal(
+      through_config["params"]["feature_network"]["conv"]["kernel"], 1.0)

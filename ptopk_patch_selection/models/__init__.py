@@ -265,7 +265,8 @@ def load_pretrained_feature_network(variables: Any,
     return variables
   return pretrained.load_pretrained(
       variables, model_config.pretrained_checkpoint,
-      submodule=_PRETRAINED_SUBMODULE[model_config.name])
+      submodule=_PRETRAINED_SUBMODULE[model_config.name],
+      prefix=model_config.pretrained_prefix)
 
 
 __all__ = [

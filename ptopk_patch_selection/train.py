@@ -51,7 +51,7 @@ from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import models
 from ptopk_patch_selection import optimizers
 from ptopk_patch_selection import patches
-from ptopk_patch_selection import perturbed_topk
+from ptopk_patch_selection import score_function
 from ptopk_patch_selection import visualization
 
 DATA_AXIS = "data"
@@ -213,7 +213,7 @@ class Trainer:
       losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
       cross_entropy = losses.mean()
       scores = aux["normalized_scores"]
-      selection_loss = perturbed_topk.expected_loss_surrogate(
+      selection_loss = score_function.expected_loss_surrogate(
           scores.reshape(scores.shape[0], -1), aux["selection_noise"],
           losses, sigma, self.config.model.perturbed.noise)
     else:

@@ -15,6 +15,7 @@ from configs import default
 from ptopk_patch_selection import models
 from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
+from ptopk_patch_selection import score_function
 from ptopk_patch_selection.models import patchnet
 from ptopk_patch_selection.models import selection
 
@@ -479,7 +480,7 @@ def test_score_function_training_uses_several_clean_selections():
       logits, aux = apply(params)
       losses = -jax.nn.log_softmax(logits)[
           jnp.arange(2)[:, None], jnp.arange(3), labels[:, None]]
-      surrogate = ptopk.expected_loss_surrogate(
+      surrogate = score_function.expected_loss_surrogate(
           aux["normalized_scores"].reshape(2, -1), aux["selection_noise"],
           losses, 0.5)
       return losses.mean() + (surrogate if with_surrogate else 0.0)
@@ -502,8 +503,8 @@ def test_training_selections_draw_the_configured_noise(monkeypatch,
     kinds.append(kind)
     return sample(key, scores, k, sigma, kind, num_samples)
 
-  sample = ptopk.sample_perturbed_indices
-  monkeypatch.setattr(ptopk, "sample_perturbed_indices", spy)
+  sample = score_function.sample_perturbed_indices
+  monkeypatch.setattr(score_function, "sample_perturbed_indices", spy)
   model = models.create_model(
       tiny_config(selection="perturbed", train_patches=train_patches,
                   **{"perturbed.noise": "gumbel"}),

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 
 from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
+from ptopk_patch_selection import score_function
 from ptopk_patch_selection.models import scorer as scorer_lib
 from ptopk_patch_selection.models import selection as selection_lib
 
@@ -101,7 +102,7 @@ class PatchNet(nn.Module):
       evaluation. "score_function": the clean patches of `loss_samples`
       perturbed samples per example, logits (b, loss_samples, classes); the
       scorer's gradient comes from the losses of those selections
-      (`perturbed_topk.expected_loss_surrogate`, added by the training loss
+      (`score_function.expected_loss_surrogate`, added by the training loss
       from aux["selection_noise"]), not through the patches.
     loss_samples: selections per example with train_patches="score_function".
   """
@@ -128,7 +129,7 @@ class PatchNet(nn.Module):
 
   def _sampled_straight_through(self, indicators, scores, sigma):
     """One perturbed sample's one-hots, with the gradient of `indicators`."""
-    indices, _ = ptopk.sample_perturbed_indices(
+    indices, _ = score_function.sample_perturbed_indices(
         self.make_rng("selection"), scores, self.k, sigma, self.topk.noise)
     sample = ptopk.indicators_from_indices(indices, scores.shape[-1],
                                            indicators.dtype)
@@ -243,9 +244,10 @@ class PatchNet(nn.Module):
     aux = {}
     if (train and method == "perturbed" and
         self.train_patches == "score_function"):
-      indices, aux["selection_noise"] = ptopk.sample_perturbed_indices(
-          self.make_rng("selection"), scores, self.k, sigma, self.topk.noise,
-          self.loss_samples)
+      indices, aux["selection_noise"] = (
+          score_function.sample_perturbed_indices(
+              self.make_rng("selection"), scores, self.k, sigma,
+              self.topk.noise, self.loss_samples))
       indicators = None
     else:
       indicators, indices = self._select(method, scores, sigma, train)

@@ -275,6 +275,36 @@ def _perturbed_topk(opts, scores, sigma, key):
 _perturbed_topk.defvjp(_forward, _backward)
 
 
+def check_options(*, num_samples: int, gradient: str, noise: str,
+                  variance_reduction: str, field_prefix: str = "") -> None:
+  """Raises ValueError on options that are unknown or contradict each other.
+
+  The message names each field involved, after `field_prefix` (a config
+  path such as "model.perturbed.").
+  """
+  p = field_prefix
+  if gradient not in GRADIENTS:
+    raise ValueError(f"{p}gradient={gradient!r} is not one of {GRADIENTS}.")
+  if noise not in NOISES:
+    raise ValueError(f"{p}noise={noise!r} is not one of {NOISES}.")
+  if variance_reduction not in VARIANCE_REDUCTIONS:
+    raise ValueError(f"{p}variance_reduction={variance_reduction!r} is not "
+                     f"one of {VARIANCE_REDUCTIONS}.")
+  if (gradient == "diagonal" and
+      variance_reduction not in DIAGONAL_VARIANCE_REDUCTIONS):
+    raise ValueError(
+        f"{p}gradient='diagonal' ignores {p}variance_reduction="
+        f"{variance_reduction!r}; use one of {DIAGONAL_VARIANCE_REDUCTIONS}.")
+  if variance_reduction == "antithetic" and noise != "normal":
+    raise ValueError(f"{p}variance_reduction='antithetic' needs "
+                     f"{p}noise='normal' (Gumbel noise is not symmetric).")
+  minimum = 2 if variance_reduction != "none" else 1
+  if num_samples < minimum:
+    raise ValueError(f"{p}num_samples={num_samples} must be at least "
+                     f"{minimum} with {p}variance_reduction="
+                     f"{variance_reduction!r}.")
+
+
 def perturbed_topk(scores: jax.Array,
                    key: jax.Array,
                    *,
@@ -320,30 +350,13 @@ def perturbed_topk(scores: jax.Array,
   d = scores.shape[-1]
   if not 1 <= k <= d:
     raise ValueError(f"k={k} must be between 1 and the number of scores {d}.")
-  if gradient not in GRADIENTS:
-    raise ValueError(f"gradient={gradient!r} is not one of {GRADIENTS}.")
-  if noise not in NOISES:
-    raise ValueError(f"noise={noise!r} is not one of {NOISES}.")
-  if variance_reduction not in VARIANCE_REDUCTIONS:
-    raise ValueError(f"variance_reduction={variance_reduction!r} is not one "
-                     f"of {VARIANCE_REDUCTIONS}.")
-  if (gradient == "diagonal" and
-      variance_reduction not in DIAGONAL_VARIANCE_REDUCTIONS):
-    raise ValueError(
-        f"gradient='diagonal' ignores variance_reduction="
-        f"{variance_reduction!r}; use one of {DIAGONAL_VARIANCE_REDUCTIONS}.")
+  check_options(num_samples=num_samples, gradient=gradient, noise=noise,
+                variance_reduction=variance_reduction)
   if variance_reduction == "conditional" and k >= d:
     raise ValueError(f"variance_reduction='conditional' needs k={k} < d={d}.")
-  antithetic = variance_reduction == "antithetic"
-  if antithetic and noise != "normal":
-    raise ValueError("variance_reduction='antithetic' needs noise='normal' "
-                     "(Gumbel noise is not symmetric).")
-  minimum = 2 if variance_reduction != "none" else 1
-  if num_samples < minimum:
-    raise ValueError(f"num_samples={num_samples} must be at least {minimum} "
-                     f"with variance_reduction={variance_reduction!r}.")
   if isinstance(sigma, (int, float)) and sigma < 0:
     raise ValueError(f"sigma={sigma} must be >= 0.")
+  antithetic = variance_reduction == "antithetic"
   opts = _Options(k=k, num_samples=num_samples,
                   chunk_size=_chunk_size(num_samples, chunk_size, antithetic),
                   gradient=gradient, noise=noise,

@@ -78,7 +78,7 @@ class TopK:
   num_samples: int = 500
   gradient: str = "exact"
   noise: str = "normal"
-  variance_reduction: str = "none"
+  variance_reduction: str = "conditional"
   chunk_size: int = 16
   sinkhorn_epsilon: float = 1e-4
   sinkhorn_iterations: int = 2000

@@ -32,6 +32,7 @@ from ptopk_patch_selection.models import scorer as scorer_lib
 from ptopk_patch_selection.models import selection as selection_lib
 
 PATCH_GRIDS = ("released", "scorer")
+TRAIN_PATCHES = ("soft", "sampled", "score_function")
 SOFT_EXTRACTORS = {
     "matmul": patches_lib.extract_patches_matmul,
     "scan": patches_lib.extract_patches_scan,
@@ -84,7 +85,7 @@ class PatchNet(nn.Module):
     normalization: score normalisation (`selection.NORMALIZATIONS`).
     normalization_epsilon: epsilon of the "minmax" normalisation.
     patch_padding: "constant", "edge" or "reflect" outside the image.
-    soft_extractor: "matmul" or "scan" (`SOFT_EXTRACTORS`).
+    soft_extractor: a key of `SOFT_EXTRACTORS`.
     patch_grid: where candidate patch (i, j) lies (`PATCH_GRIDS`):
       "released" (stride h // H', as the released code) or "scorer"
       (centred where score (i, j) looked; see `patches.PatchGrid`).
@@ -93,11 +94,12 @@ class PatchNet(nn.Module):
       instead of a soft selection with this probability.
     random_patch_probability: in training, per slot, replace the selected
       patch with a random patch not already selected with this probability.
-    train_patches: what a perturbed selection extracts in training. "soft"
-      (the paper): each slot's patch is the indicator-weighted blend of
-      candidate patches. "sampled": the clean patches of one perturbed
-      sample, Y(theta + sigma Z), with the gradient of the perturbed mean
-      (straight-through: Y + Y_bar - stop_gradient(Y_bar)); the feature
+    train_patches: what a perturbed selection extracts in training
+      (`TRAIN_PATCHES`). "soft" (the paper): each slot's patch is the
+      indicator-weighted blend of candidate patches. "sampled": the clean
+      patches of one perturbed sample, Y(theta + sigma Z), with the gradient
+      of the perturbed mean (straight-through: Y + Y_bar -
+      stop_gradient(Y_bar)); the feature
       network then sees in training the kind of patches it sees at
       evaluation. "score_function": the clean patches of `loss_samples`
       perturbed samples per example, logits (b, loss_samples, classes); the

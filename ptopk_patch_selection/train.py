@@ -51,7 +51,6 @@ from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import models
 from ptopk_patch_selection import optimizers
 from ptopk_patch_selection import patches
-from ptopk_patch_selection import score_function
 from ptopk_patch_selection import visualization
 
 DATA_AXIS = "data"
@@ -141,7 +140,7 @@ def _coverage(aux, batch, grid) -> tuple[jax.Array, jax.Array]:
   boxes = batch["boxes"]  # (b, m, 4) normalised (ymin, xmin, ymax, xmax)
   centre_y = (boxes[..., 0] + boxes[..., 2]) / 2 * h  # (b, m)
   centre_x = (boxes[..., 1] + boxes[..., 3]) / 2 * w
-  top, left = grid.corners(aux["indices"])  # (b, k)
+  top, left = grid.corners(aux.indices)  # (b, k)
   p = grid.patch_size
   inside = ((centre_y[:, :, None] >= top[:, None]) &
             (centre_y[:, :, None] < top[:, None] + p) &
@@ -204,26 +203,11 @@ class Trainer:
     (logits, aux), updates = self.model.apply(
         {"params": params, "batch_stats": batch_stats}, batch["image"],
         train=True, sigma=sigma, rngs=rngs, mutable=["batch_stats"])
-    labels = batch["label"]
-    selection_loss = 0.0
-    if self.config.model.name == "ntsnet":
-      cross_entropy = models.ntsnet_losses(logits, aux, labels)["loss"]
-    elif "selection_noise" in aux:  # logits (b, m, classes): m selections
-      labels = jnp.broadcast_to(labels[:, None], logits.shape[:2])
-      losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-      cross_entropy = losses.mean()
-      scores = aux["normalized_scores"]
-      selection_loss = score_function.expected_loss_surrogate(
-          scores.reshape(scores.shape[0], -1), aux["selection_noise"],
-          losses, sigma, self.config.model.perturbed.noise)
-    else:
-      cross_entropy = optax.softmax_cross_entropy_with_integer_labels(
-          logits, labels).mean()
+    model_loss, per_example = self.model.loss(logits, aux, batch["label"])
     # The regulariser maximises the entropy of softmax(raw scores).
-    loss = (cross_entropy + selection_loss -
-            self.config.entropy_regularizer * aux["entropy"])
-    outputs = dict(cross_entropy=cross_entropy, entropy=aux["entropy"],
-                   accuracy=(logits.argmax(-1) == labels).mean())
+    loss = model_loss - self.config.entropy_regularizer * aux.entropy
+    outputs = {name: value.mean() for name, value in per_example.items()}
+    outputs["entropy"] = aux.entropy
     return loss, (outputs, updates.get("batch_stats", {}))
 
   def _train_step(self, state: TrainState, batch):
@@ -269,15 +253,10 @@ class Trainer:
         rngs=step_rngs(self.config, batch_index, stream=1))
     mask = batch["mask"].astype(jnp.float32)
     labels = batch["label"]
-    if self.config.model.name == "ntsnet":
-      losses = models.ntsnet_losses(logits, aux, labels, mask=batch["mask"])
-      loss_sum = losses["loss"] * mask.sum()
-    else:
-      loss_sum = (optax.softmax_cross_entropy_with_integer_labels(
-          logits, labels) * mask).sum()
+    _, per_example = self.model.loss(logits, aux, labels)
     sums = dict(
-        count=mask.sum(), loss=loss_sum,
-        correct=((logits.argmax(-1) == labels) * mask).sum(),
+        count=mask.sum(), loss=(per_example["cross_entropy"] * mask).sum(),
+        correct=(per_example["accuracy"] * mask).sum(),
         label_counts=(jax.nn.one_hot(labels, self.num_classes) *
                       mask[:, None]).sum(0))
     pictures = {}
@@ -286,8 +265,8 @@ class Trainer:
         covered, has_target = _coverage(aux, batch, self.grid)
         sums.update(covered=covered.sum(), with_target=has_target.sum())
       n = self.config.num_image_summaries
-      pictures = dict(image=batch["image"][:n], scores=aux["scores"][:n],
-                      indices=aux["indices"][:n], patches=aux["patches"][:n],
+      pictures = dict(image=batch["image"][:n], scores=aux.scores[:n],
+                      indices=aux.indices[:n], patches=aux.patches[:n],
                       label=labels[:n], prediction=logits[:n].argmax(-1))
       if "boxes" in batch:
         pictures.update(boxes=batch["boxes"][:n],

@@ -21,7 +21,7 @@ The paper's experiments and the `config.model` fields that select them:
     "resnet50", k=4 (or 2), ntsnet.communication="squeeze_excite_d",
     ntsnet.aggregation="mean" or "concat", pretrained_checkpoint= an
     ImageNet ResNet-50 (`pretrained.load_pretrained` formats); its losses are
-    `ntsnet_losses`.
+    `NTSNet.loss`.
   * Speed and memory (appendix B): benchmarks/model_speed.py compares
     PatchNet with the same feature network on the whole image.
 """

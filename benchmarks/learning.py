@@ -50,6 +50,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import synthetic_billiard  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ptopk_patch_selection import console  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ptopk_patch_selection import metrics_io  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ptopk_patch_selection import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -161,7 +162,7 @@ def plot_curves(runs: list[dict], path: str) -> None:
 
 def main(argv):
   del argv
-  train.quiet_library_logs()
+  console.quiet_library_logs()
   root = _RUNS_DIR.value or tempfile.mkdtemp(prefix="learning_")
   runs = []
   names = _VARIANTS.value or list(LONG_VARIANTS if _LONG.value else VARIANTS)

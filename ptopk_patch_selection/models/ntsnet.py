@@ -141,28 +141,16 @@ def part_images(images: jax.Array, indicators: jax.Array, part_size: int,
 
 
 @flax.struct.dataclass
-class NTSNetOutput:
-  """NTS-Net's auxiliary output (A anchors, P = part_size).
+class NTSNetOutput(selection_lib.SelectionOutput):
+  """NTS-Net's auxiliary output: the anchors' selection, scores (b, A).
 
   Attributes:
     raw_logits: (b, classes) of the whole image.
     part_logits: (b, k, classes) of each part.
-    scores: (b, A) raw anchor scores.
-    normalized_scores: (b, A) normalised anchor scores.
-    entropy: batch mean of the entropy of softmax(raw scores).
-    sigma: the noise scale used, float32 scalar.
-    indicators: (b, k, A) indicators (one-hot for a hard selection).
-    indices: (b, k) anchor indices.
-    parts: (b, k, P, P, c) part images.
+    parts: (b, k, P, P, c) part images (P = part_size).
   """
   raw_logits: jax.Array
   part_logits: jax.Array
-  scores: jax.Array
-  normalized_scores: jax.Array
-  entropy: jax.Array
-  sigma: jax.Array
-  indicators: jax.Array
-  indices: jax.Array
   parts: jax.Array
 
 

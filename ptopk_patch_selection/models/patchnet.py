@@ -40,28 +40,14 @@ SOFT_EXTRACTORS = {
 
 
 @flax.struct.dataclass
-class PatchNetOutput:
-  """PatchNet's auxiliary output; [m,] marks the score-function selections.
+class PatchNetOutput(selection_lib.SelectionOutput):
+  """PatchNet's auxiliary output: the grid's selection, scores (b, H', W').
 
   Attributes:
-    scores: (b, H', W') raw scores.
-    normalized_scores: (b, H', W') normalised scores.
-    entropy: batch mean of the entropy of softmax(raw scores), the
-      regulariser's input.
-    sigma: the noise scale used, float32 scalar.
-    indicators: (b, [m,] k, d) indicators (one-hot for a hard selection).
-    indices: (b, [m,] k) indices (for a soft selection, the most likely patch
-      of each slot).
     patches: (b, [m,] k, p, p, c) as extracted, without position channels.
     selection_noise: with train_patches="score_function" in training, the
       (b, m, d) noise that made the m selections; None otherwise.
   """
-  scores: jax.Array
-  normalized_scores: jax.Array
-  entropy: jax.Array
-  sigma: jax.Array
-  indicators: jax.Array
-  indices: jax.Array
   patches: jax.Array
   selection_noise: jax.Array | None = None
 

@@ -27,7 +27,7 @@ sigma). Each run takes minutes on a CPU: the full table (15 variants x
 `--long` runs the paper's relational comparison instead: the billiard model
 with its transformer aggregator vs mean pooling (configs/synthetic_billiard.py
 and its `:mean` variant) on synthetic_billiard/paper, built beforehand with
-`python -m ptopk_patch_selection.datasets.build
+`python -m ptopk_patch_selection.tools.build_dataset
 --dataset=synthetic_billiard/paper`. That is an accelerator's job (the
 paper trains 70k steps); --num_train_steps shortens it.
 

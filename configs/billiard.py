@@ -11,7 +11,7 @@ samples, entropy regulariser 0.01, hard Top-K at evaluation.
 
 Data: billiard.tar.xz (URL in data/README.md) into data/downloads/billiard/,
 then
-  python -m ptopk_patch_selection.datasets.build \
+  python -m ptopk_patch_selection.tools.build_dataset \
       --dataset=billiard/max-left-right
 Run:
   python -m ptopk_patch_selection.main --config=configs/billiard.py \

@@ -61,7 +61,7 @@ train_default() {
   # The embedded default: build synthetic_traffic_signs/textures if missing,
   # train configs/synthetic.py, evaluate, say where everything is.
   local workdir="${WORKDIR:-data/workdirs/synthetic}"
-  "$PYTHON" -m ptopk_patch_selection.datasets.build \
+  "$PYTHON" -m ptopk_patch_selection.tools.build_dataset \
     --dataset=synthetic_traffic_signs/textures --data_dir=data/tfds \
     --noread_epoch
   local seed=()

@@ -30,7 +30,7 @@ replaces those (variant, seed) rows in the results and keeps the others
 `--long` runs the paper's relational comparison instead: the billiard model
 with its transformer aggregator vs mean pooling (configs/synthetic_billiard.py
 and its `:mean` variant) on synthetic_billiard/paper, built beforehand with
-`python -m ptopk_patch_selection.datasets.build
+`python -m ptopk_patch_selection.tools.build_dataset
 --dataset=synthetic_billiard/paper`. That is an accelerator's job (the
 paper trains 70k steps); --num_train_steps shortens it.
 
@@ -53,6 +53,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks import common  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import synthetic_billiard  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs import synthetic  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ptopk_patch_selection import console  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ptopk_patch_selection import metrics_io  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ptopk_patch_selection import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -178,7 +179,7 @@ def plot_curves(runs: list[dict], path: str) -> None:
 
 def main(argv):
   del argv
-  train.quiet_library_logs()
+  console.quiet_library_logs()
   root = _RUNS_DIR.value or tempfile.mkdtemp(prefix="learning_")
   runs = []
   names = _VARIANTS.value or list(LONG_VARIANTS if _LONG.value else VARIANTS)

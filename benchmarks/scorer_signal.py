@@ -44,6 +44,7 @@ import optax
 
 from benchmarks import common
 from configs import synthetic
+from ptopk_patch_selection import console
 from ptopk_patch_selection import train
 from ptopk_patch_selection.datasets import drawing
 from ptopk_patch_selection.datasets import generation
@@ -365,7 +366,7 @@ def train_scorer(config, reader_variables, scenes, test_scenes, steps,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  train.quiet_library_logs()
+  console.quiet_library_logs()
   names = _VARIANTS.value or list(VARIANTS)
   unknown = sorted(set(names) - set(VARIANTS))
   if unknown:

@@ -12,7 +12,7 @@ Table 6 and the released config agree here (30k steps, cosine + 5% warmup).
 
 Data: billiard.tar.xz (URL in data/README.md) into data/downloads/billiard/,
 then
-  python -m ptopk_patch_selection.datasets.build \
+  python -m ptopk_patch_selection.tools.build_dataset \
       --dataset=billiard/max-left-right
 Run:
   python -m ptopk_patch_selection.main --config=configs/billiard.py \

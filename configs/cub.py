@@ -18,7 +18,8 @@ ptopk_patch_selection/models/pretrained.py).
 
 Data: the CUB-200-2011 archive into data/downloads/caltech_birds2011/ (see
 data/README.md), then
-  python -m ptopk_patch_selection.datasets.build --dataset=caltech_birds2011
+  python -m ptopk_patch_selection.tools.build_dataset \
+      --dataset=caltech_birds2011
 Run:
   python -m ptopk_patch_selection.main --config=configs/cub.py \
       --workdir=workdirs/cub --config.model.pretrained_checkpoint=PATH

@@ -96,7 +96,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Training patches of a perturbed selection: "soft" (blends, the paper),
   # "sampled" (one sample's clean patches, straight-through gradient) or
   # "score_function" (perturbed.loss_samples samples' clean patches; the
-  # scorer learns from their losses, see perturbed_topk.py).
+  # scorer learns from their losses, see score_function.py).
   config.model.train_patches = "soft"
   config.model.hard_topk_probability = 0.0
   config.model.random_patch_probability = 0.0

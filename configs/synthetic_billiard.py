@@ -9,7 +9,7 @@ billiard model (configs/billiard.py): K=10 patches of 100 px, scorer at 4x
 downscale, ResNet-18, transformer aggregator. It needs far more training than
 a CPU gives in minutes: use an accelerator.
 
-  python -m ptopk_patch_selection.datasets.build \
+  python -m ptopk_patch_selection.tools.build_dataset \
       --dataset=synthetic_billiard/paper
   python -m ptopk_patch_selection.main \
       --config=configs/synthetic_billiard.py --workdir=workdirs/sbilliard

@@ -2,7 +2,7 @@
 # Licensed under the Apache License, Version 2.0.
 """A tiny CPU config for the tests: a few steps on synthetic_traffic_signs/tiny.
 
-  python -m ptopk_patch_selection.datasets.build \
+  python -m ptopk_patch_selection.tools.build_dataset \
       --dataset=synthetic_traffic_signs/tiny
   python -m ptopk_patch_selection.main --config=configs/test.py \
       --workdir=/tmp/ptopk_test

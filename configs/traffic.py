@@ -15,7 +15,8 @@ code used the biased diagonal form (variant `diagonal`).
 
 Data: download the Swedish Traffic Signs files into data/downloads/
 traffic_signs/ (see data/README.md), then
-  python -m ptopk_patch_selection.datasets.build --dataset=traffic_signs/ats
+  python -m ptopk_patch_selection.tools.build_dataset \
+      --dataset=traffic_signs/ats
 Run:
   python -m ptopk_patch_selection.main --config=configs/traffic.py \
       --workdir=workdirs/traffic

@@ -28,6 +28,7 @@ from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
 
 from ptopk_patch_selection import errors
+from ptopk_patch_selection import workdir_files
 
 FOLDER = "checkpoints"
 UNREADABLE_FOLDER = "unreadable_checkpoints"
@@ -90,8 +91,8 @@ def restore_latest(checkpoint_manager: ocp.CheckpointManager, state: State, *,
         f"No checkpoint in {directory} can be read:\n" + "".join(
             f"  {path}: {reason}\n" for path, reason in unreadable) +
         f"If the config changed since they were saved, run with the one "
-        f"they were saved with ({workdir / 'config.json'}). To train from "
-        f"step 0 instead, move {directory} away.")
+        f"they were saved with ({workdir / workdir_files.CONFIG_FILE}). To "
+        f"train from step 0 instead, move {directory} away.")
   return state
 
 

@@ -71,7 +71,7 @@ from ptopk_patch_selection.datasets import base
 AUGMENTATIONS = ("none", "traffic", "billiard", "cub")
 CUB_RESIZES = ("pil_uint8", "tf_float")
 _MAX_STEPS = 2**62
-_BUILD_COMMAND = ("python -m ptopk_patch_selection.datasets.build "
+_BUILD_COMMAND = ("python -m ptopk_patch_selection.tools.build_dataset "
                   "--dataset={name} --data_dir={data_dir} "
                   "--manual_dir={manual_dir}")
 

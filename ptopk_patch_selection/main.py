@@ -28,6 +28,7 @@ from ml_collections import config_flags
 import tensorflow as tf
 
 from ptopk_patch_selection import cli
+from ptopk_patch_selection import console
 from ptopk_patch_selection import locations
 from ptopk_patch_selection import train
 
@@ -69,7 +70,7 @@ def _cluster_size() -> int:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  train.quiet_library_logs()
+  console.quiet_library_logs()
   # TensorFlow only reads data; keep it off the accelerators.
   tf.config.set_visible_devices([], "GPU")
   _initialize_distributed()
@@ -82,7 +83,7 @@ def main(argv):
           f"{os.path.abspath(_WORKDIR.value)}", flush=True)
   results = train.train_and_evaluate(flags.FLAGS.config, _WORKDIR.value)
   if jax.process_index() == 0:
-    print(train.describe_results(results, _WORKDIR.value), flush=True)
+    print(console.describe_results(results, _WORKDIR.value), flush=True)
 
 
 if __name__ == "__main__":

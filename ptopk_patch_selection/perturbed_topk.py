@@ -85,32 +85,7 @@ def sample_noise(key: jax.Array, shape: tuple[int, ...],
   return jax.random.normal(key, shape)
 
 
-def sample_perturbed_indices(key: jax.Array, scores: jax.Array, k: int,
-                             sigma: jax.Array | float, kind: str,
-                             num_samples: int | None = None
-                             ) -> tuple[jax.Array, jax.Array]:
-  """Hard perturbed selections: topk_indices(theta + sigma Z) and Z.
-
-  Args:
-    key: PRNG key of the noise.
-    scores: (b, d) scores theta (no gradient flows through the indices).
-    k: patches per selection.
-    sigma: noise scale.
-    kind: "normal" or "gumbel", the distribution of Z.
-    num_samples: None for one selection per example, or m.
-
-  Returns:
-    indices (b, k) or (b, m, k), sorted, and the noise (b, d) or (b, m, d).
-  """
-  scores = jax.lax.stop_gradient(scores)
-  if num_samples is not None:
-    b, d = scores.shape
-    scores = jnp.broadcast_to(scores[:, None], (b, num_samples, d))
-  noise = sample_noise(key, scores.shape, kind)
-  return topk_indices(scores + sigma * noise, k), noise
-
-
-def _inverse_sigma(sigma: jax.Array) -> jax.Array:
+def inverse_sigma(sigma: jax.Array) -> jax.Array:
   """1 / sigma, and 0 at sigma = 0 (the hard top-k has a zero gradient)."""
   positive = sigma > 0
   return jnp.where(positive, 1.0 / jnp.where(positive, sigma, 1.0), 0.0)
@@ -127,7 +102,7 @@ def _noise_chunk(key: jax.Array, chunk: jax.Array, opts: _Options,
   return sample_noise(key, (size, d), opts.noise)
 
 
-def _score_function(noise: jax.Array, kind: str) -> jax.Array:
+def noise_score(noise: jax.Array, kind: str) -> jax.Array:
   """nu'(z): gradient of the negative log-density of the noise."""
   if kind == "gumbel":
     return 1.0 - jnp.exp(-noise)
@@ -259,11 +234,11 @@ def _backward(opts, residuals, cotangent):
 
   def score_function_term(noise, samples):
     return jnp.einsum("bc,bcd->bd", weights[:, samples],
-                      _score_function(noise, opts.noise))
+                      noise_score(noise, opts.noise))
 
   def diagonal_term(noise, samples):
     idx = indices[:, samples]  # (b, C, k)
-    z_at = jnp.take_along_axis(_score_function(noise, opts.noise), idx, -1)
+    z_at = jnp.take_along_axis(noise_score(noise, opts.noise), idx, -1)
     contribution = (z_at * g_at[:, samples]).reshape(b, -1)
     return jnp.zeros((b, d)).at[jnp.arange(b)[:, None],
                                 idx.reshape(b, -1)].add(contribution)
@@ -288,7 +263,7 @@ def _backward(opts, residuals, cotangent):
   grad, _ = jax.lax.scan(accumulate, jnp.zeros((b, d), jnp.float32),
                          jnp.arange(num_chunks))
   # sigma = 0 is the hard top-k: its gradient is zero, never inf or NaN.
-  scale = _inverse_sigma(sigma) / num_samples
+  scale = inverse_sigma(sigma) / num_samples
   return (grad * scale).astype(cotangent_dtype), jnp.zeros_like(sigma), None
 
 
@@ -298,6 +273,36 @@ def _perturbed_topk(opts, scores, sigma, key):
 
 
 _perturbed_topk.defvjp(_forward, _backward)
+
+
+def check_options(*, num_samples: int, gradient: str, noise: str,
+                  variance_reduction: str, field_prefix: str = "") -> None:
+  """Raises ValueError on options that are unknown or contradict each other.
+
+  The message names each field involved, after `field_prefix` (a config
+  path such as "model.perturbed.").
+  """
+  p = field_prefix
+  if gradient not in GRADIENTS:
+    raise ValueError(f"{p}gradient={gradient!r} is not one of {GRADIENTS}.")
+  if noise not in NOISES:
+    raise ValueError(f"{p}noise={noise!r} is not one of {NOISES}.")
+  if variance_reduction not in VARIANCE_REDUCTIONS:
+    raise ValueError(f"{p}variance_reduction={variance_reduction!r} is not "
+                     f"one of {VARIANCE_REDUCTIONS}.")
+  if (gradient == "diagonal" and
+      variance_reduction not in DIAGONAL_VARIANCE_REDUCTIONS):
+    raise ValueError(
+        f"{p}gradient='diagonal' ignores {p}variance_reduction="
+        f"{variance_reduction!r}; use one of {DIAGONAL_VARIANCE_REDUCTIONS}.")
+  if variance_reduction == "antithetic" and noise != "normal":
+    raise ValueError(f"{p}variance_reduction='antithetic' needs "
+                     f"{p}noise='normal' (Gumbel noise is not symmetric).")
+  minimum = 2 if variance_reduction != "none" else 1
+  if num_samples < minimum:
+    raise ValueError(f"{p}num_samples={num_samples} must be at least "
+                     f"{minimum} with {p}variance_reduction="
+                     f"{variance_reduction!r}.")
 
 
 def perturbed_topk(scores: jax.Array,
@@ -345,79 +350,16 @@ def perturbed_topk(scores: jax.Array,
   d = scores.shape[-1]
   if not 1 <= k <= d:
     raise ValueError(f"k={k} must be between 1 and the number of scores {d}.")
-  if gradient not in GRADIENTS:
-    raise ValueError(f"gradient={gradient!r} is not one of {GRADIENTS}.")
-  if noise not in NOISES:
-    raise ValueError(f"noise={noise!r} is not one of {NOISES}.")
-  if variance_reduction not in VARIANCE_REDUCTIONS:
-    raise ValueError(f"variance_reduction={variance_reduction!r} is not one "
-                     f"of {VARIANCE_REDUCTIONS}.")
-  if (gradient == "diagonal" and
-      variance_reduction not in DIAGONAL_VARIANCE_REDUCTIONS):
-    raise ValueError(
-        f"gradient='diagonal' ignores variance_reduction="
-        f"{variance_reduction!r}; use one of {DIAGONAL_VARIANCE_REDUCTIONS}.")
+  check_options(num_samples=num_samples, gradient=gradient, noise=noise,
+                variance_reduction=variance_reduction)
   if variance_reduction == "conditional" and k >= d:
     raise ValueError(f"variance_reduction='conditional' needs k={k} < d={d}.")
-  antithetic = variance_reduction == "antithetic"
-  if antithetic and noise != "normal":
-    raise ValueError("variance_reduction='antithetic' needs noise='normal' "
-                     "(Gumbel noise is not symmetric).")
-  minimum = 2 if variance_reduction != "none" else 1
-  if num_samples < minimum:
-    raise ValueError(f"num_samples={num_samples} must be at least {minimum} "
-                     f"with variance_reduction={variance_reduction!r}.")
   if isinstance(sigma, (int, float)) and sigma < 0:
     raise ValueError(f"sigma={sigma} must be >= 0.")
+  antithetic = variance_reduction == "antithetic"
   opts = _Options(k=k, num_samples=num_samples,
                   chunk_size=_chunk_size(num_samples, chunk_size, antithetic),
                   gradient=gradient, noise=noise,
                   variance_reduction=variance_reduction)
   sigma = jax.lax.stop_gradient(jnp.asarray(sigma, jnp.float32))
   return _perturbed_topk(opts, scores, sigma, key)
-
-
-def expected_loss_surrogate(scores: jax.Array, noise: jax.Array,
-                            losses: jax.Array, sigma: float | jax.Array,
-                            noise_kind: str = "normal") -> jax.Array:
-  """A zero-valued scalar whose gradient in `scores` is that of E[loss].
-
-  For m >= 2 perturbed selections per example, Y(theta + sigma Z_j), whose
-  downstream losses L_j were computed on their hard patches, the gradient of
-  the expected loss E_Z[L(Y(theta + sigma Z))] is estimated without
-  differentiating through the downstream network (Berthet et al. 2020,
-  Prop. 3.1, applied to the loss instead of the indicators):
-
-    g = 1 / (m sigma) sum_j (L_j - mean_{l != j} L_l) nu'(Z_j)      (d,)
-
-  The leave-one-out baseline keeps g unbiased and removes the loss's scale.
-  This sees the effect of including a patch on the loss itself, where the
-  straight-through and soft-patch gradients only see a first-order expansion
-  in pixel space around the patches in use.
-
-  Args:
-    scores: (b, d) normalised scores theta (the gradient flows into them).
-    noise: (b, m, d) the Z_j that made the m selections of each example.
-    losses: (b, m) their per-example losses (no gradient flows through them).
-    sigma: the noise scale used; sigma = 0 gives a zero gradient.
-    noise_kind: "normal" or "gumbel", the distribution of `noise`.
-
-  Returns:
-    mean_b <theta_b, g_b> minus its own value: add it to the loss.
-  """
-  if noise.ndim != 3 or losses.shape != noise.shape[:2] or (
-      scores.shape != (noise.shape[0], noise.shape[2])):
-    raise ValueError(f"Expected scores (b, d), noise (b, m, d) and losses "
-                     f"(b, m); got {scores.shape}, {noise.shape}, "
-                     f"{losses.shape}.")
-  m = losses.shape[1]
-  if m < 2:
-    raise ValueError(f"The leave-one-out baseline needs m >= 2 selections "
-                     f"per example, got {m}.")
-  losses = jax.lax.stop_gradient(losses.astype(jnp.float32))
-  advantages = (losses - losses.mean(1, keepdims=True)) * (m / (m - 1))
-  scale = _inverse_sigma(jnp.asarray(sigma, jnp.float32)) / m
-  gradient = jnp.einsum("bm,bmd->bd", advantages,
-                        _score_function(noise, noise_kind)) * scale
-  surrogate = (scores * jax.lax.stop_gradient(gradient)).sum(-1).mean()
-  return surrogate - jax.lax.stop_gradient(surrogate)

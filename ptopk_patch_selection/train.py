@@ -22,13 +22,10 @@ optimiser state stay as they were) and is counted; after
 No non-finite value is ever checkpointed.
 """
 
-import json
 import os
 import re
-import time
 from typing import Any
 
-from absl import flags
 from absl import logging
 from clu import metric_writers
 from clu import metrics
@@ -46,16 +43,15 @@ import optax
 import orbax.checkpoint as ocp
 
 from ptopk_patch_selection import checkpoints
+from ptopk_patch_selection import console
 from ptopk_patch_selection import errors
 from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import models
 from ptopk_patch_selection import optimizers
-from ptopk_patch_selection import patches
-from ptopk_patch_selection import perturbed_topk
 from ptopk_patch_selection import visualization
+from ptopk_patch_selection import workdir_files
 
 DATA_AXIS = "data"
-CONFIG_FILE = "config.json"
 
 
 @flax.struct.dataclass
@@ -141,7 +137,7 @@ def _coverage(aux, batch, grid) -> tuple[jax.Array, jax.Array]:
   boxes = batch["boxes"]  # (b, m, 4) normalised (ymin, xmin, ymax, xmax)
   centre_y = (boxes[..., 0] + boxes[..., 2]) / 2 * h  # (b, m)
   centre_x = (boxes[..., 1] + boxes[..., 3]) / 2 * w
-  top, left = grid.corners(aux["indices"])  # (b, k)
+  top, left = grid.corners(aux.indices)  # (b, k)
   p = grid.patch_size
   inside = ((centre_y[:, :, None] >= top[:, None]) &
             (centre_y[:, :, None] < top[:, None] + p) &
@@ -204,26 +200,11 @@ class Trainer:
     (logits, aux), updates = self.model.apply(
         {"params": params, "batch_stats": batch_stats}, batch["image"],
         train=True, sigma=sigma, rngs=rngs, mutable=["batch_stats"])
-    labels = batch["label"]
-    selection_loss = 0.0
-    if self.config.model.name == "ntsnet":
-      cross_entropy = models.ntsnet_losses(logits, aux, labels)["loss"]
-    elif "selection_noise" in aux:  # logits (b, m, classes): m selections
-      labels = jnp.broadcast_to(labels[:, None], logits.shape[:2])
-      losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-      cross_entropy = losses.mean()
-      scores = aux["normalized_scores"]
-      selection_loss = perturbed_topk.expected_loss_surrogate(
-          scores.reshape(scores.shape[0], -1), aux["selection_noise"],
-          losses, sigma, self.config.model.perturbed.noise)
-    else:
-      cross_entropy = optax.softmax_cross_entropy_with_integer_labels(
-          logits, labels).mean()
+    model_loss, per_example = self.model.loss(logits, aux, batch["label"])
     # The regulariser maximises the entropy of softmax(raw scores).
-    loss = (cross_entropy + selection_loss -
-            self.config.entropy_regularizer * aux["entropy"])
-    outputs = dict(cross_entropy=cross_entropy, entropy=aux["entropy"],
-                   accuracy=(logits.argmax(-1) == labels).mean())
+    loss = model_loss - self.config.entropy_regularizer * aux.entropy
+    outputs = {name: value.mean() for name, value in per_example.items()}
+    outputs["entropy"] = aux.entropy
     return loss, (outputs, updates.get("batch_stats", {}))
 
   def _train_step(self, state: TrainState, batch):
@@ -269,15 +250,10 @@ class Trainer:
         rngs=step_rngs(self.config, batch_index, stream=1))
     mask = batch["mask"].astype(jnp.float32)
     labels = batch["label"]
-    if self.config.model.name == "ntsnet":
-      losses = models.ntsnet_losses(logits, aux, labels, mask=batch["mask"])
-      loss_sum = losses["loss"] * mask.sum()
-    else:
-      loss_sum = (optax.softmax_cross_entropy_with_integer_labels(
-          logits, labels) * mask).sum()
+    _, per_example = self.model.loss(logits, aux, labels)
     sums = dict(
-        count=mask.sum(), loss=loss_sum,
-        correct=((logits.argmax(-1) == labels) * mask).sum(),
+        count=mask.sum(), loss=(per_example["cross_entropy"] * mask).sum(),
+        correct=(per_example["accuracy"] * mask).sum(),
         label_counts=(jax.nn.one_hot(labels, self.num_classes) *
                       mask[:, None]).sum(0))
     pictures = {}
@@ -286,8 +262,8 @@ class Trainer:
         covered, has_target = _coverage(aux, batch, self.grid)
         sums.update(covered=covered.sum(), with_target=has_target.sum())
       n = self.config.num_image_summaries
-      pictures = dict(image=batch["image"][:n], scores=aux["scores"][:n],
-                      indices=aux["indices"][:n], patches=aux["patches"][:n],
+      pictures = dict(image=batch["image"][:n], scores=aux.scores[:n],
+                      indices=aux.indices[:n], patches=aux.patches[:n],
                       label=labels[:n], prediction=logits[:n].argmax(-1))
       if "boxes" in batch:
         pictures.update(boxes=batch["boxes"][:n],
@@ -317,48 +293,6 @@ class Trainer:
     return results, first_pictures
 
 
-def selection_picture(pictures, grid: patches.PatchGrid) -> np.ndarray:
-  """uint8 (H, W, 3): images with their selected patches and score maps."""
-  figures = []
-  for i, image in enumerate(pictures["image"]):
-    objects = ((pictures["boxes"][i], pictures["box_mask"][i])
-               if "boxes" in pictures else None)
-    figures.append(visualization.selection_figure(
-        image, pictures["scores"][i], pictures["indices"][i],
-        pictures["patches"][i], grid, object_boxes=objects,
-        title=(f"label {pictures['label'][i]}, "
-               f"predicted {pictures['prediction'][i]}")))
-  return visualization.selection_grid(figures)
-
-
-class ProgressLine:
-  """A one-line progress display: step, loss, accuracy, sigma, speed, ETA."""
-
-  def __init__(self, total_steps: int):
-    self._total = total_steps
-    self._start = self._start_step = None
-
-  def update(self, step: int, values: dict[str, float]) -> str:
-    now = time.monotonic()
-    if self._start is None:  # the first step includes compilation
-      self._start, self._start_step = now, step
-    done = step - self._start_step
-    rate = done / max(now - self._start, 1e-9)
-    remaining = (self._total - step) / rate if rate > 0 else float("nan")
-    parts = [f"step {step}/{self._total}"]
-    parts += [f"{name} {value:.4g}" for name, value in values.items()]
-    if done > 0:
-      parts += [f"{rate:.2f} steps/s", f"ETA {_format_seconds(remaining)}"]
-    return " | ".join(parts)
-
-
-def _format_seconds(seconds: float) -> str:
-  if not np.isfinite(seconds):
-    return "?"
-  minutes, seconds = divmod(int(seconds), 60)
-  return f"{minutes}m{seconds:02d}s"
-
-
 def _check_finite(state: TrainState, config: ml_collections.ConfigDict,
                   step: int) -> None:
   skipped = int(jax.device_get(state.nonfinite_steps))
@@ -371,16 +305,6 @@ def _check_finite(state: TrainState, config: ml_collections.ConfigDict,
         "non-finite loss or gradient (config.max_nonfinite_steps="
         f"{config.max_nonfinite_steps}). Lower the learning rate or check "
         "the data; the last checkpoint holds the last finite state.")
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run saved in its workdir."""
-  path = os.path.join(workdir, CONFIG_FILE)
-  if not os.path.exists(path):
-    raise errors.MissingFileError(f"{path} does not exist: is {workdir} the "
-                                  "workdir of a training run?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict,
@@ -404,8 +328,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   manager = checkpoints.manager(workdir)
   state = checkpoints.restore_latest(manager, trainer.create_state())
   if is_chief:
-    with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
-      f.write(config.to_json_best_effort(indent=2))
+    workdir_files.save_config(config, workdir)
   first_step = int(jax.device_get(state.step))
   if first_step == 0:
     parameter_overview.log_parameter_overview(state.params)
@@ -414,8 +337,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   total = config.num_train_steps
   report_progress = periodic_actions.ReportProgress(num_train_steps=total,
                                                     writer=writer)
-  progress = ProgressLine(total)
-  pictures_dir = os.path.join(workdir, "pictures")
+  progress = console.ProgressLine(total)
+  pictures_dir = os.path.join(workdir, workdir_files.PICTURES_FOLDER)
   train_metrics, results = None, {}
   batches = pipeline.train_batches(first_step)
   for step in range(first_step, total):
@@ -444,17 +367,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       writer.write_scalars(done, {f"eval_{name}": value
                                   for name, value in results.items()})
       if is_chief and pictures:
-        picture = selection_picture(pictures, trainer.grid)
+        picture = visualization.selection_picture(pictures, trainer.grid)
         writer.write_images(done, {"eval_selection": picture[None]})
         os.makedirs(pictures_dir, exist_ok=True)
         visualization.save_png(
             picture, os.path.join(pictures_dir, f"selection_{done:06d}.png"))
       logging.info("Evaluation at step %d: %s", done, results)
       if is_chief:
-        print(f"evaluation at step {done}: " + ", ".join(
-            f"{name} {results[name]:.4f}" for name in
-            ("accuracy", "majority_rate", "coverage") if name in results),
-              flush=True)
+        print(console.evaluation_line(done, results), flush=True)
     if done % config.checkpoint_every_steps == 0 or last:
       _check_finite(state, config, done)
       with report_progress.timed("checkpoint"):
@@ -464,42 +384,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   if first_step >= total:  # nothing left to train: evaluate the checkpoint
     results, _ = trainer.evaluate(state, pipeline)
   return results
-
-
-def quiet_library_logs() -> None:
-  """Logs at WARNING unless --verbosity was given: no Orbax/CLU INFO lines.
-
-  For command-line programs, after absl has parsed the flags.
-  """
-  if not flags.FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)
-
-
-def describe_results(results: dict[str, float], workdir: str) -> str:
-  """The final evaluation and where the run's outputs are, for a terminal."""
-  workdir = os.path.abspath(workdir)
-  lines = [f"Final evaluation on {results.get('examples', 0)} examples:",
-           f"  accuracy {results.get('accuracy', float('nan')):.4f} "
-           f"(majority-class rate {results.get('majority_rate', 0):.4f})",
-           f"  loss {results.get('loss', float('nan')):.4f}"]
-  if "coverage" in results:
-    lines.append(f"  covered-object fraction {results['coverage']:.4f} "
-                 "(test images whose deciding object lies in a selected "
-                 "patch)")
-  checkpoints = os.path.join(workdir, "checkpoints")
-  steps = sorted(int(name) for name in os.listdir(checkpoints)
-                 if name.isdigit()) if os.path.isdir(checkpoints) else []
-  pictures = os.path.join(workdir, "pictures")
-  latest = sorted(os.listdir(pictures)) if os.path.isdir(pictures) else []
-  lines += [f"TensorBoard logs: {workdir}  (.venv/bin/tensorboard --logdir "
-            f"{workdir})",
-            f"Notebook: PTOPK_WORKDIR={workdir} .venv/bin/jupyter execute "
-            "notebooks/metrics.ipynb --output=metrics_run",
-            "Checkpoint: " + (os.path.join(checkpoints, str(steps[-1]))
-                              if steps else "none")]
-  if latest:
-    lines.append(f"Patch pictures: {os.path.join(pictures, latest[-1])}")
-  return "\n".join(lines)
 
 
 def _flat_hparams(config: ml_collections.ConfigDict) -> dict[str, Any]:

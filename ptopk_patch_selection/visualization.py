@@ -11,8 +11,8 @@ Patch geometry comes from a `patches.PatchGrid`: slot r of `indices` (k,) is
 drawn as the box of its candidate patch, clipped to the image, labelled r
 (slots are in raster order of the grid).
 
-  figures = [selection_figure(images[i], aux["scores"][i], aux["indices"][i],
-                              aux["patches"][i], grid) for i in range(4)]
+  figures = [selection_figure(images[i], aux.scores[i], aux.indices[i],
+                              aux.patches[i], grid) for i in range(4)]
   writer.write_images(step, {"eval_selection": selection_grid(figures)[None]})
 """
 
@@ -276,3 +276,25 @@ def save_png(array, path: str | os.PathLike) -> None:
   """Writes an image (uint8, or float in [0, 1]) as a PNG, making folders."""
   os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
   Image.fromarray(to_rgb_uint8(array)).save(path, format="PNG")
+
+
+def selection_picture(pictures: dict[str, np.ndarray], grid) -> np.ndarray:
+  """uint8 (H, W, 3): images with their selected patches and score maps.
+
+  Args:
+    pictures: what the eval step returns for n images: "image" (n, h, w, c),
+      "scores" (n, H', W'), "indices" (n, k), "patches" (n, k, p, p, c),
+      "label" and "prediction" (n,), optionally "boxes" (n, m, 4) and
+      "box_mask" (n, m).
+    grid: the model's `patches.PatchGrid`.
+  """
+  figures = []
+  for i, image in enumerate(pictures["image"]):
+    objects = ((pictures["boxes"][i], pictures["box_mask"][i])
+               if "boxes" in pictures else None)
+    figures.append(selection_figure(
+        image, pictures["scores"][i], pictures["indices"][i],
+        pictures["patches"][i], grid, object_boxes=objects,
+        title=(f"label {pictures['label'][i]}, "
+               f"predicted {pictures['prediction'][i]}")))
+  return selection_grid(figures)

@@ -20,10 +20,12 @@ import numpy as np
 
 from ptopk_patch_selection import checkpoints
 from ptopk_patch_selection import cli
+from ptopk_patch_selection import console
 from ptopk_patch_selection import errors
 from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import train
 from ptopk_patch_selection import visualization
+from ptopk_patch_selection import workdir_files
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 8, "Eval images to draw.")
@@ -35,7 +37,7 @@ flags.mark_flag_as_required("workdir")
 def write_pictures(workdir: str, num_images: int,
                    output_dir: str | None = None) -> list[str]:
   """Draws the first eval images' selections; returns the PNG paths."""
-  config = train.load_config(workdir)
+  config = workdir_files.load_config(workdir)
   if config.model.name != "patchnet":
     raise errors.ConfigError(f"model.name={config.model.name!r} has no patch "
                              "grid to draw: use a workdir of model.name="
@@ -55,20 +57,21 @@ def write_pictures(workdir: str, num_images: int,
   _, pictures = trainer.eval_step(
       state, trainer.global_batch(pipeline.eval_batch(0)), 0)
   pictures = jax.device_get(pictures)
-  output_dir = output_dir or os.path.join(workdir, "pictures")
+  output_dir = output_dir or os.path.join(workdir,
+                                          workdir_files.PICTURES_FOLDER)
   paths = []
   for i in range(len(pictures["image"])):
     single = {key: value[i:i + 1] for key, value in pictures.items()}
     paths.append(os.path.join(output_dir, f"visualize_{i}.png"))
-    visualization.save_png(train.selection_picture(single, trainer.grid),
-                           paths[-1])
+    visualization.save_png(
+        visualization.selection_picture(single, trainer.grid), paths[-1])
   return paths
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  train.quiet_library_logs()
+  console.quiet_library_logs()
   for path in write_pictures(_WORKDIR.value, _NUM_IMAGES.value,
                              _OUTPUT_DIR.value):
     print(path)

@@ -97,7 +97,7 @@ def test_visualize_outside_a_workdir(tmp_path):
 
 def test_build_without_the_download(tmp_path):
   _assert_short_error(
-      *_run("datasets.build", "--dataset=billiard",
+      *_run("tools.build_dataset", "--dataset=billiard",
             f"--data_dir={tmp_path / 'tfds'}",
             f"--manual_dir={tmp_path / 'downloads'}"),
       f"{tmp_path / 'downloads' / 'billiard'} is missing or empty",

@@ -159,7 +159,7 @@ def test_boxes_follow_the_translation(data_dir):
 
 def test_build_reports_a_dataset_that_is_already_built(data_dir):
   result = subprocess.run(
-      [sys.executable, "-m", "ptopk_patch_selection.datasets.build",
+      [sys.executable, "-m", "ptopk_patch_selection.tools.build_dataset",
        f"--dataset={_NAME}", f"--data_dir={data_dir}", "--noread_epoch"],
       capture_output=True, text=True, check=True)
   assert f"Found {_NAME} already built in {data_dir}:" in result.stdout
@@ -170,7 +170,7 @@ def test_build_reports_a_dataset_that_is_already_built(data_dir):
 def test_unbuilt_dataset_error_names_the_build_command(tmp_path):
   config = _config(str(tmp_path))
   with pytest.raises(FileNotFoundError,
-                     match="ptopk_patch_selection.datasets.build"):
+                     match="ptopk_patch_selection.tools.build_dataset"):
     input_pipeline.create_datasets(config)
   config.dataset.name = "traffic_signs"
   with pytest.raises(FileNotFoundError, match="Set1Part0.zip"):

@@ -15,6 +15,7 @@ from configs import default
 from ptopk_patch_selection import models
 from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
+from ptopk_patch_selection import score_function
 from ptopk_patch_selection.models import patchnet
 from ptopk_patch_selection.models import selection
 
@@ -209,7 +210,7 @@ def test_random_patches_are_random_at_evaluation_with_no_scorer():
   variables = init(model, x)
   assert "scorer" not in variables["params"]
   evaluate = jax.jit(lambda r: model.apply(variables, x, train=False,
-                                           rngs=r)[1]["indices"])
+                                           rngs=r)[1].indices)
   first = np.asarray(evaluate(rngs(1)))
   np.testing.assert_array_equal(first, evaluate(rngs(1)))  # repeatable
   assert not np.array_equal(first, evaluate(rngs(2)))
@@ -224,11 +225,11 @@ def test_read_is_the_models_own_reader():
   variables = init(model, x)
   logits, aux = model.apply(variables, x, train=False)
   read_logits, indicators, patches = model.apply(
-      variables, x, train=False, indices=aux["indices"],
+      variables, x, train=False, indices=aux.indices,
       method=patchnet.PatchNet.read)
   np.testing.assert_allclose(read_logits, logits, atol=1e-6)
-  np.testing.assert_array_equal(indicators, aux["indicators"])
-  np.testing.assert_array_equal(patches, aux["patches"])
+  np.testing.assert_array_equal(indicators, aux.indicators)
+  np.testing.assert_array_equal(patches, aux.patches)
 
 
 def test_scorer_patch_grid_centres_patches_on_the_score_cells():
@@ -248,8 +249,8 @@ def test_scorer_patch_grid_centres_patches_on_the_score_cells():
   variables = init(released, x)  # same parameters
   _, aux = released.apply(variables, x, train=False)
   _, aligned_aux = aligned.apply(variables, x, train=False)
-  np.testing.assert_array_equal(aux["indices"], aligned_aux["indices"])
-  assert not np.allclose(aux["patches"], aligned_aux["patches"])
+  np.testing.assert_array_equal(aux.indices, aligned_aux.indices)
+  assert not np.allclose(aux.patches, aligned_aux.patches)
   with pytest.raises(ValueError, match="model.patch_grid='centred'"):
     models.create_model(tiny_config(patch_grid="centred"), num_classes=4,
                         image_size=IMAGE)
@@ -293,10 +294,10 @@ def test_traffic_sign_setting_traces():
   outputs = _trace(config, (960, 1280))
   for logits, aux in outputs.values():
     assert logits.shape == (2, 9)
-    assert aux["scores"].shape == (2, 39, 52)
-    assert aux["indicators"].shape == (2, 5, 2028)
-    assert aux["indices"].shape == (2, 5)
-    assert aux["patches"].shape == (2, 5, 100, 100, 3)
+    assert aux.scores.shape == (2, 39, 52)
+    assert aux.indicators.shape == (2, 5, 2028)
+    assert aux.indices.shape == (2, 5)
+    assert aux.patches.shape == (2, 5, 100, 100, 3)
 
 
 def test_billiard_setting_traces():
@@ -306,9 +307,9 @@ def test_billiard_setting_traces():
   outputs = _trace(config, (1000, 1000))
   for logits, aux in outputs.values():
     assert logits.shape == (2, 9)
-    assert aux["scores"].shape == (2, 30, 30)
-    assert aux["indicators"].shape == (2, 10, 900)
-    assert aux["patches"].shape == (2, 10, 100, 100, 3)
+    assert aux.scores.shape == (2, 30, 30)
+    assert aux.indicators.shape == (2, 10, 900)
+    assert aux.patches.shape == (2, 10, 100, 100, 3)
 
 
 def test_tiny_forward_backward_with_all_options():
@@ -326,7 +327,7 @@ def test_tiny_forward_backward_with_all_options():
       (logits, aux), state = model.apply(
           {**variables, "params": params}, x, train=True, sigma=0.1,
           rngs=rngs(3), mutable=["batch_stats"])
-      return logits.sum() - aux["entropy"], (aux, state)
+      return logits.sum() - aux.entropy, (aux, state)
     return jax.grad(loss, has_aux=True)(params)
 
   grads, (aux, state) = step(variables["params"])
@@ -334,9 +335,9 @@ def test_tiny_forward_backward_with_all_options():
   assert float(jnp.abs(grads["feature_network"]["stem_conv"]["kernel"]).sum())
   # The stem sees 5 channels (image + position); the summary keeps 3.
   assert grads["feature_network"]["stem_conv"]["kernel"].shape[2] == 5
-  chex.assert_shape(aux["patches"], (2, 2, 12, 12, 3))
-  chex.assert_shape(aux["indicators"], (2, 2, 6))
-  np.testing.assert_allclose(aux["indicators"].sum(-1), 1.0, rtol=1e-5)
+  chex.assert_shape(aux.patches, (2, 2, 12, 12, 3))
+  chex.assert_shape(aux.indicators, (2, 2, 6))
+  np.testing.assert_allclose(aux.indicators.sum(-1), 1.0, rtol=1e-5)
   new_mean = state["batch_stats"]["feature_network"]["final_bn"]["mean"]
   old_mean = variables["batch_stats"]["feature_network"]["final_bn"]["mean"]
   assert not np.allclose(new_mean, old_mean)
@@ -362,7 +363,7 @@ def test_whole_image_classifier_downscales():
   variables = init(model, x)
   logits, aux = model.apply(variables, x, train=False)
   chex.assert_shape(logits, (2, 5))
-  assert float(aux["entropy"]) == 0.0
+  assert float(aux.entropy) == 0.0
   # Same logits as the network on the image resized by hand.
   small = jax.image.resize(x, (2, 24, 32, 3), "bilinear", antialias=True)
   unscaled = models.WholeImageClassifier(5, model.feature_network)
@@ -458,13 +459,13 @@ def test_sampled_training_patches_are_clean_with_a_scorer_gradient():
   variables = init(model, x)
   (_, aux), _ = model.apply(variables, x, train=True, sigma=0.5,
                             rngs=rngs(1), mutable=["batch_stats"])
-  indicators = np.asarray(aux["indicators"])
+  indicators = np.asarray(aux.indicators)
   np.testing.assert_allclose(indicators.max(-1), 1.0, atol=1e-6)  # one-hot
   np.testing.assert_allclose(indicators.sum(-1), 1.0, atol=1e-5)
   grid = patches_lib.PatchGrid(IMAGE, (2, 3), 12)
   np.testing.assert_allclose(
-      aux["patches"], patches_lib.extract_patches_from_indices(
-          x, aux["indices"], grid), atol=1e-5)
+      aux.patches, patches_lib.extract_patches_from_indices(
+          x, aux.indices, grid), atol=1e-5)
 
   gradient = jax.tree.leaves(_scorer_gradient("perturbed",
                                               train_patches="sampled"))
@@ -487,16 +488,16 @@ def test_score_function_training_uses_several_clean_selections():
 
   logits, aux = apply(variables["params"])
   assert logits.shape == (2, 3, 4)
-  assert aux["indices"].shape == (2, 3, 2)
-  assert aux["selection_noise"].shape == (2, 3, 6)
+  assert aux.indices.shape == (2, 3, 2)
+  assert aux.selection_noise.shape == (2, 3, 6)
   grid = patches_lib.PatchGrid(IMAGE, (2, 3), 12)
   np.testing.assert_allclose(
-      aux["patches"][:, 1], patches_lib.extract_patches_from_indices(
-          x, aux["indices"][:, 1], grid), atol=1e-6)
+      aux.patches[:, 1], patches_lib.extract_patches_from_indices(
+          x, aux.indices[:, 1], grid), atol=1e-6)
   expected = ptopk.topk_indices(
-      aux["normalized_scores"].reshape(2, 1, 6) + 0.5 * aux["selection_noise"],
+      aux.normalized_scores.reshape(2, 1, 6) + 0.5 * aux.selection_noise,
       2)
-  np.testing.assert_array_equal(aux["indices"], expected)
+  np.testing.assert_array_equal(aux.indices, expected)
   eval_logits, _ = model.apply(variables, x, train=False)
   assert eval_logits.shape == (2, 4)
 
@@ -505,8 +506,8 @@ def test_score_function_training_uses_several_clean_selections():
       logits, aux = apply(params)
       losses = -jax.nn.log_softmax(logits)[
           jnp.arange(2)[:, None], jnp.arange(3), labels[:, None]]
-      surrogate = ptopk.expected_loss_surrogate(
-          aux["normalized_scores"].reshape(2, -1), aux["selection_noise"],
+      surrogate = score_function.expected_loss_surrogate(
+          aux.normalized_scores.reshape(2, -1), aux.selection_noise,
           losses, 0.5)
       return losses.mean() + (surrogate if with_surrogate else 0.0)
     return jax.tree.leaves(jax.grad(loss)(variables["params"])["scorer"])
@@ -528,8 +529,8 @@ def test_training_selections_draw_the_configured_noise(monkeypatch,
     kinds.append(kind)
     return sample(key, scores, k, sigma, kind, num_samples)
 
-  sample = ptopk.sample_perturbed_indices
-  monkeypatch.setattr(ptopk, "sample_perturbed_indices", spy)
+  sample = score_function.sample_perturbed_indices
+  monkeypatch.setattr(score_function, "sample_perturbed_indices", spy)
   model = models.create_model(
       tiny_config(selection="perturbed", train_patches=train_patches,
                   **{"perturbed.noise": "gumbel"}),

@@ -68,11 +68,11 @@ def test_448_setting_traces():
                                           rngs=rngs(), mutable=True),
         variables, x)
     assert logits.shape == (2, 200)
-    assert aux["raw_logits"].shape == (2, 200)
-    assert aux["part_logits"].shape == (2, 4, 200)
-    assert aux["scores"].shape == (2, 1614)
-    assert aux["indicators"].shape == (2, 4, 1614)
-    assert aux["parts"].shape == (2, 4, 224, 224, 3)
+    assert aux.raw_logits.shape == (2, 200)
+    assert aux.part_logits.shape == (2, 4, 200)
+    assert aux.scores.shape == (2, 1614)
+    assert aux.indicators.shape == (2, 4, 1614)
+    assert aux.parts.shape == (2, 4, 224, 224, 3)
 
 
 def test_create_ntsnet_validates():
@@ -112,7 +112,7 @@ def test_variants_trace(communication, aggregation):
   (logits, aux), _ = jax.eval_shape(
       lambda v, x: model.apply(v, x, train=True, sigma=0.5, rngs=rngs(),
                                mutable=True), variables, x)
-  assert logits.shape == (2, 5) and aux["parts"].shape == (2, 2, 16, 16, 4)
+  assert logits.shape == (2, 5) and aux.parts.shape == (2, 2, 16, 16, 4)
 
 
 def test_tiny_forward_backward():
@@ -132,8 +132,8 @@ def test_tiny_forward_backward():
     return jax.grad(loss, has_aux=True)(params)
 
   grads, aux = step(variables["params"])
-  chex.assert_shape(aux["parts"], (2, 2, 16, 16, 4))
-  chex.assert_shape(aux["indicators"], (2, 2, 39))
+  chex.assert_shape(aux.parts, (2, 2, 16, 16, 4))
+  chex.assert_shape(aux.indicators, (2, 2, 39))
   assert all(np.all(np.isfinite(g)) for g in jax.tree.leaves(grads))
   proposal = sum(float(jnp.abs(g).sum())
                  for g in jax.tree.leaves(grads["proposal"]))
@@ -142,14 +142,18 @@ def test_tiny_forward_backward():
   evaluate = jax.jit(lambda v: model.apply(v, x, train=False))
   first, aux = evaluate(variables)
   np.testing.assert_array_equal(first, evaluate(variables)[0])
-  np.testing.assert_array_equal(aux["indicators"].sum(-1), 1.0)
-  np.testing.assert_array_equal(aux["indicators"].max(-1), 1.0)  # Hard.
+  np.testing.assert_array_equal(aux.indicators.sum(-1), 1.0)
+  np.testing.assert_array_equal(aux.indicators.max(-1), 1.0)  # Hard.
 
 
 def test_ntsnet_losses():
   logits = jnp.array([[2.0, 0.0], [0.0, 1.0]])
-  aux = {"raw_logits": jnp.zeros((2, 2)),
-         "part_logits": jnp.stack([logits, -logits], axis=1)}
+  unread = ("scores", "normalized_scores", "entropy", "sigma", "indicators",
+            "indices", "parts")
+  aux = ntsnet.NTSNetOutput(
+      raw_logits=jnp.zeros((2, 2)),
+      part_logits=jnp.stack([logits, -logits], axis=1),
+      **dict.fromkeys(unread, None))
   labels = jnp.array([0, 1])
   losses = models.ntsnet_losses(logits, aux, labels)
   concat = -jax.nn.log_softmax(logits)[jnp.arange(2), labels]

@@ -166,7 +166,7 @@ def test_build_main_and_visualize_run_from_another_directory(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout
 
-  run("datasets.build", "--dataset=synthetic_traffic_signs/tiny",
+  run("tools.build_dataset", "--dataset=synthetic_traffic_signs/tiny",
       "--data_dir=tfds", "--noread_epoch")
   assert (root / "tfds" / "synthetic_traffic_signs" / "tiny").is_dir()
   out = run("main", f"--config={REPO / 'configs' / 'test.py'}",

@@ -1,6 +1,9 @@
 # Copyright 2026 The ptopk_patch_selection Authors.
 # Licensed under the Apache License, Version 2.0.
-"""Tests of the perturbed Top-K operator: values, gradients, memory, devices."""
+"""Tests of the perturbed Top-K operator: values, gradients, memory, devices.
+
+Also of score_function.py, which shares the finite-difference checks.
+"""
 
 
 import jax
@@ -11,6 +14,7 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ptopk_patch_selection import perturbed_topk as ptopk
+from ptopk_patch_selection import score_function
 
 B, D, K = 2, 10, 3
 
@@ -128,8 +132,8 @@ def test_expected_loss_surrogate_matches_finite_differences(scores,
   noise = sample(jax.random.key(4), (B, 40_000, D))
 
   def surrogate(scores):
-    return ptopk.expected_loss_surrogate(scores, noise, losses(scores, noise),
-                                         sigma, noise_kind)
+    return score_function.expected_loss_surrogate(
+        scores, noise, losses(scores, noise), sigma, noise_kind)
 
   value, grad = jax.jit(jax.value_and_grad(surrogate))(scores)
   reference = _finite_differences(
@@ -143,7 +147,7 @@ def test_expected_loss_surrogate_matches_finite_differences(scores,
 def test_expected_loss_surrogate_is_zero_at_sigma_zero(scores):
   losses = _selection_losses(jnp.arange(D, dtype=jnp.float32), 0.0)
   noise = jax.random.normal(jax.random.key(4), (B, 4, D))
-  grad = jax.grad(lambda s: ptopk.expected_loss_surrogate(
+  grad = jax.grad(lambda s: score_function.expected_loss_surrogate(
       s, noise, losses(s, noise), 0.0))(scores)
   np.testing.assert_array_equal(grad, np.zeros_like(grad))
 
@@ -294,7 +298,7 @@ def test_invalid_arguments_raise(scores, kwargs, message):
 def test_sample_perturbed_indices_follows_the_noise_kind(noise_kind):
   """Top-1 under Gumbel noise is softmax(theta / sigma) (Gumbel-max)."""
   theta, sigma, m = jnp.array([[0.0, 1.0, 2.0]]), 1.0, 40_000
-  indices, noise = ptopk.sample_perturbed_indices(
+  indices, noise = score_function.sample_perturbed_indices(
       jax.random.key(0), theta, 1, sigma, noise_kind, num_samples=m)
   assert indices.shape == (1, m, 1) and noise.shape == (1, m, 3)
   np.testing.assert_array_equal(
@@ -305,7 +309,7 @@ def test_sample_perturbed_indices_follows_the_noise_kind(noise_kind):
     np.testing.assert_allclose(frequencies, gumbel_max, atol=0.01)
   else:  # Normal noise concentrates more on the best entry.
     assert frequencies[2] > gumbel_max[2] + 0.03
-  single, _ = ptopk.sample_perturbed_indices(
+  single, _ = score_function.sample_perturbed_indices(
       jax.random.key(0), jnp.zeros((4, 10)), 3, sigma, noise_kind)
   assert single.shape == (4, 3)
   assert np.all(np.diff(np.asarray(single), axis=-1) > 0)  # sorted, distinct

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ptopk_patch_selection.datasets import billiard_scene
-from ptopk_patch_selection.datasets import readability
+from benchmarks import readability
 
 pytestmark = pytest.mark.usefixtures("fast_compile")
 

@@ -16,6 +16,7 @@ import orbax.checkpoint as ocp
 import pytest
 
 from configs import test as test_config
+from ptopk_patch_selection import console
 from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import metrics_io
 from ptopk_patch_selection import train
@@ -88,7 +89,7 @@ def test_train_and_evaluate_writes_metrics_checkpoint_and_pictures(
   assert sorted(os.listdir(tmp_path / "pictures")) == [
       "selection_000003.png", "selection_000006.png"]
   assert metrics_io.read_images(str(tmp_path), "eval_selection")
-  summary = train.describe_results(results, str(tmp_path))
+  summary = console.describe_results(results, str(tmp_path))
   assert "majority-class rate" in summary and "covered-object" in summary
   assert str(tmp_path / "checkpoints" / "6") in summary
   assert str(tmp_path / "pictures" / "selection_000006.png") in summary

@@ -19,7 +19,7 @@ Features: image (JPEG, quality 90), label (EMPTY, 50_SIGN, 70_SIGN, 80_SIGN),
 objects: Sequence of {bbox (normalised), number (0 for bar or blank),
 is_target}, one per red-ring sign.
 
-Build: python -m ptopk_patch_selection.datasets.build \
+Build: python -m ptopk_patch_selection.tools.build_dataset \
   --dataset=synthetic_traffic_signs/small
 """
 

@@ -23,9 +23,9 @@ import dataclasses
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
 import optax
@@ -140,6 +140,20 @@ def part_images(images: jax.Array, indicators: jax.Array, part_size: int,
   return parts.reshape(b, k, part_size, part_size, c)
 
 
+@flax.struct.dataclass
+class NTSNetOutput(selection_lib.SelectionOutput):
+  """NTS-Net's auxiliary output: the anchors' selection, scores (b, A).
+
+  Attributes:
+    raw_logits: (b, classes) of the whole image.
+    part_logits: (b, k, classes) of each part.
+    parts: (b, k, P, P, c) part images (P = part_size).
+  """
+  raw_logits: jax.Array
+  part_logits: jax.Array
+  parts: jax.Array
+
+
 class ProposalNetwork(nn.Module):
   """Anchor scores from a backbone map (b, gh, gw, C): (b, num_anchors).
 
@@ -215,16 +229,8 @@ class NTSNet(nn.Module):
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool,
                sigma: jax.Array | float = 0.0
-               ) -> tuple[jax.Array, dict[str, Any]]:
-    """Classifies (b, h, w, c) images.
-
-    Returns:
-      concat logits (b, num_classes) and aux with "raw_logits" (b, classes),
-      "part_logits" (b, k, classes), "scores" (b, A) raw and
-      "normalized_scores" (b, A) anchor scores, "entropy" (batch mean of the
-      entropy of softmax(raw scores)), "sigma", "indicators" (b, k, A),
-      "indices" (b, k) and "parts" (b, k, P, P, c).
-    """
+               ) -> tuple[jax.Array, NTSNetOutput]:
+    """Classifies (b, h, w, c) images: concat logits (b, num_classes), aux."""
     b = images.shape[0]
     feature_map = self.backbone(images, train=train, pool=False)
     raw = ProposalNetwork(self.communication, name="proposal")(
@@ -252,31 +258,52 @@ class NTSNet(nn.Module):
     else:
       combined = jnp.concatenate([whole, part_features.reshape(b, -1)], -1)
     logits = nn.Dense(self.num_classes, name="concat_head")(combined)
-    aux = {
-        "raw_logits": nn.Dense(self.num_classes, name="raw_head")(whole),
-        "part_logits": nn.Dense(self.num_classes, name="part_head")(
+    return logits, NTSNetOutput(
+        raw_logits=nn.Dense(self.num_classes, name="raw_head")(whole),
+        part_logits=nn.Dense(self.num_classes, name="part_head")(
             part_features),
-        "scores": raw,
-        "normalized_scores": scores,
-        "entropy": selection_lib.softmax_entropy(raw),
-        "sigma": jnp.asarray(sigma, jnp.float32),
-        "indicators": indicators,
-        "indices": indices,
-        "parts": parts,
-    }
-    return logits, aux
+        scores=raw, normalized_scores=scores,
+        entropy=selection_lib.softmax_entropy(raw),
+        sigma=jnp.asarray(sigma, jnp.float32), indicators=indicators,
+        indices=indices, parts=parts)
+
+  def loss(self, logits: jax.Array, aux: NTSNetOutput, labels: jax.Array
+           ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`ntsnet_losses`' sum, and per-example (b,) metrics.
+
+    Returns:
+      The scalar loss (without the entropy regulariser), "cross_entropy" (b,)
+      (the three heads' sum) and "accuracy" (b,) of the concat logits.
+    """
+    per_example = sum(_head_losses(logits, aux, labels).values())
+    accuracy = (logits.argmax(-1) == labels).astype(jnp.float32)
+    return (ntsnet_losses(logits, aux, labels)["loss"],
+            {"cross_entropy": per_example, "accuracy": accuracy})
 
 
-def ntsnet_losses(logits: jax.Array, aux: dict[str, Any], labels: jax.Array,
+def _head_losses(logits: jax.Array, aux: NTSNetOutput, labels: jax.Array
+                 ) -> dict[str, jax.Array]:
+  """Per-example (b,) cross entropies of the three heads."""
+  ce = optax.softmax_cross_entropy_with_integer_labels
+  k = aux.part_logits.shape[1]
+  return {
+      "loss_raw": ce(aux.raw_logits, labels),
+      "loss_concat": ce(logits, labels),
+      "loss_part": ce(aux.part_logits,
+                      jnp.repeat(labels[:, None], k, axis=1)).mean(axis=1),
+  }
+
+
+def ntsnet_losses(logits: jax.Array, aux: NTSNetOutput, labels: jax.Array,
                   mask: jax.Array | None = None) -> dict[str, jax.Array]:
   """Cross entropies of the three NTS-Net heads and their sum.
 
-  The entropy regulariser on aux["entropy"] is added by the training loop,
-  as for every model.
+  The entropy regulariser on aux.entropy is added by the training loop, as
+  for every model.
 
   Args:
     logits: (b, classes) concat logits.
-    aux: the model's aux dict ("raw_logits", "part_logits").
+    aux: the model's `NTSNetOutput` (raw_logits, part_logits are read).
     labels: (b,) integer labels.
     mask: optional (b,) weights (0 for padding examples).
 
@@ -285,14 +312,7 @@ def ntsnet_losses(logits: jax.Array, aux: dict[str, Any], labels: jax.Array,
     each a (masked) mean over the examples; loss_part also averages the k
     parts.
   """
-  ce = optax.softmax_cross_entropy_with_integer_labels
-  k = aux["part_logits"].shape[1]
-  per_example = {
-      "loss_raw": ce(aux["raw_logits"], labels),
-      "loss_concat": ce(logits, labels),
-      "loss_part": ce(aux["part_logits"],
-                      jnp.repeat(labels[:, None], k, axis=1)).mean(axis=1),
-  }
+  per_example = _head_losses(logits, aux, labels)
   if mask is None:
     mask = jnp.ones_like(per_example["loss_raw"])
   denominator = jnp.maximum(mask.sum(), 1.0)

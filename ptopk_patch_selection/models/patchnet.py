@@ -19,22 +19,70 @@ Randomness: the selection noise and random patches come from the "selection"
 RNG stream, dropout from "dropout"; evaluation with "hard" needs neither.
 """
 
-from typing import Any
-
 import flax.linen as nn
+import flax.struct
 import jax
 import jax.numpy as jnp
+import optax
 
 from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
+from ptopk_patch_selection import score_function
 from ptopk_patch_selection.models import scorer as scorer_lib
 from ptopk_patch_selection.models import selection as selection_lib
 
 PATCH_GRIDS = ("released", "scorer")
+TRAIN_PATCHES = ("soft", "sampled", "score_function")
 SOFT_EXTRACTORS = {
     "matmul": patches_lib.extract_patches_matmul,
     "scan": patches_lib.extract_patches_scan,
 }
+
+
+@flax.struct.dataclass
+class PatchNetOutput(selection_lib.SelectionOutput):
+  """PatchNet's auxiliary output: the grid's selection, scores (b, H', W').
+
+  Attributes:
+    patches: (b, [m,] k, p, p, c) as extracted, without position channels.
+    selection_noise: with train_patches="score_function" in training, the
+      (b, m, d) noise that made the m selections; None otherwise.
+  """
+  patches: jax.Array
+  selection_noise: jax.Array | None = None
+
+
+@flax.struct.dataclass
+class WholeImageOutput:
+  """The whole-image baseline's auxiliary output.
+
+  Attributes:
+    entropy: 0 (there is no scorer), so that a training loop adds the entropy
+      regulariser to every model alike.
+  """
+  entropy: jax.Array
+
+
+def classification_loss(logits: jax.Array, labels: jax.Array
+                        ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Cross entropies of logits (b, [m,] classes) and per-example metrics.
+
+  Args:
+    logits: (b, classes), or (b, m, classes) for m readings per example.
+    labels: (b,) integer labels.
+
+  Returns:
+    The cross entropies (b, [m]) and {"cross_entropy", "accuracy"}, each
+    (b,), averaged over the m readings.
+  """
+  labels = jnp.broadcast_to(
+      labels.reshape(labels.shape + (1,) * (logits.ndim - 2)),
+      logits.shape[:-1])
+  losses = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  correct = (logits.argmax(-1) == labels).astype(jnp.float32)
+  b = labels.shape[0]
+  return losses, {"cross_entropy": losses.reshape(b, -1).mean(-1),
+                  "accuracy": correct.reshape(b, -1).mean(-1)}
 
 
 def downscale_images(images: jax.Array, downscale: int) -> jax.Array:
@@ -92,7 +140,7 @@ class PatchNet(nn.Module):
     normalization: score normalisation (`selection.NORMALIZATIONS`).
     normalization_epsilon: epsilon of the "minmax" normalisation.
     patch_padding: "constant", "edge" or "reflect" outside the image.
-    soft_extractor: "matmul" or "scan" (`SOFT_EXTRACTORS`).
+    soft_extractor: a key of `SOFT_EXTRACTORS`.
     patch_grid: where candidate patch (i, j) lies (`PATCH_GRIDS`):
       "released" (stride h // H', as the released code) or "scorer"
       (centred where score (i, j) looked; see `patches.PatchGrid`).
@@ -101,17 +149,18 @@ class PatchNet(nn.Module):
       instead of a soft selection with this probability.
     random_patch_probability: in training, per slot, replace the selected
       patch with a random patch not already selected with this probability.
-    train_patches: what a perturbed selection extracts in training. "soft"
-      (the paper): each slot's patch is the indicator-weighted blend of
-      candidate patches. "sampled": the clean patches of one perturbed
-      sample, Y(theta + sigma Z), with the gradient of the perturbed mean
-      (straight-through: Y + Y_bar - stop_gradient(Y_bar)); the feature
+    train_patches: what a perturbed selection extracts in training
+      (`TRAIN_PATCHES`). "soft" (the paper): each slot's patch is the
+      indicator-weighted blend of candidate patches. "sampled": the clean
+      patches of one perturbed sample, Y(theta + sigma Z), with the gradient
+      of the perturbed mean (straight-through: Y + Y_bar -
+      stop_gradient(Y_bar)); the feature
       network then sees in training the kind of patches it sees at
       evaluation. "score_function": the clean patches of `loss_samples`
       perturbed samples per example, logits (b, loss_samples, classes); the
       scorer's gradient comes from the losses of those selections
-      (`perturbed_topk.expected_loss_surrogate`, added by the training loss
-      from aux["selection_noise"]), not through the patches.
+      (`score_function.expected_loss_surrogate`, added by `loss`), not
+      through the patches.
     loss_samples: selections per example with train_patches="score_function".
   """
   num_classes: int
@@ -137,7 +186,7 @@ class PatchNet(nn.Module):
 
   def _sampled_straight_through(self, indicators, scores, sigma):
     """One perturbed sample's one-hots, with the gradient of `indicators`."""
-    indices, _ = ptopk.sample_perturbed_indices(
+    indices, _ = score_function.sample_perturbed_indices(
         self.make_rng("selection"), scores, self.k, sigma, self.topk.noise)
     sample = ptopk.indicators_from_indices(indices, scores.shape[-1],
                                            indicators.dtype)
@@ -217,7 +266,7 @@ class PatchNet(nn.Module):
 
   def __call__(self, images: jax.Array, *, train: bool,
                sigma: jax.Array | float = 0.0
-               ) -> tuple[jax.Array, dict[str, Any]]:
+               ) -> tuple[jax.Array, PatchNetOutput]:
     """Classifies (b, h, w, c) images.
 
     Args:
@@ -226,16 +275,9 @@ class PatchNet(nn.Module):
       sigma: perturbed Top-K noise scale (a traced scalar that decays).
 
     Returns:
-      logits (b, num_classes) and aux, a dict with "scores" (b, H', W') raw
-      and "normalized_scores" (b, H', W'); "entropy", the batch mean of the
-      entropy of softmax(raw scores) (the regulariser's input); "sigma";
-      "indicators" (b, k, d) (one-hot for a hard selection); "indices"
-      (b, k) (for a soft selection, the most likely patch of each slot);
-      "patches" (b, k, p, p, c) as extracted, without position channels.
-      With train_patches="score_function" in training, m = loss_samples
-      selections per example: logits (b, m, num_classes), "indices"
-      (b, m, k), "indicators" (b, m, k, d), "patches" (b, m, k, p, p, c),
-      and "selection_noise" (b, m, d), the noise that made them.
+      logits (b, num_classes) and a `PatchNetOutput`. With
+      train_patches="score_function" in training, m = loss_samples
+      selections per example: logits (b, m, num_classes).
     """
     b = images.shape[0]
     if self.selection == self.selection_eval == "random":
@@ -249,10 +291,10 @@ class PatchNet(nn.Module):
     scores = selection_lib.normalize_scores(flat, self.normalization,
                                             self.normalization_epsilon)
     method = self.selection if train else self.selection_eval
-    aux = {}
+    noise = None
     if (train and method == "perturbed" and
         self.train_patches == "score_function"):
-      indices, aux["selection_noise"] = ptopk.sample_perturbed_indices(
+      indices, noise = score_function.sample_perturbed_indices(
           self.make_rng("selection"), scores, self.k, sigma, self.topk.noise,
           self.loss_samples)
       indicators = None
@@ -262,16 +304,33 @@ class PatchNet(nn.Module):
         images, train=train, indices=indices, indicators=indicators)
     if indices is None:
       indices = jnp.argmax(indicators, axis=-1)
-    aux |= {
-        "scores": raw,
-        "normalized_scores": scores.reshape(b, grid_h, grid_w),
-        "entropy": selection_lib.softmax_entropy(flat),
-        "sigma": jnp.asarray(sigma, jnp.float32),
-        "indicators": indicators,
-        "indices": indices,
-        "patches": patches,
-    }
-    return logits, aux
+    return logits, PatchNetOutput(
+        scores=raw, normalized_scores=scores.reshape(b, grid_h, grid_w),
+        entropy=selection_lib.softmax_entropy(flat),
+        sigma=jnp.asarray(sigma, jnp.float32), indicators=indicators,
+        indices=indices, patches=patches, selection_noise=noise)
+
+  def loss(self, logits: jax.Array, aux: PatchNetOutput, labels: jax.Array
+           ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean cross entropy, plus the score-function surrogate when trained so.
+
+    Args:
+      logits: (b, [m,] num_classes) from `__call__`.
+      aux: its `PatchNetOutput`.
+      labels: (b,) integer labels.
+
+    Returns:
+      The scalar training loss (without the entropy regulariser) and the
+      per-example (b,) "cross_entropy" and "accuracy".
+    """
+    losses, metrics = classification_loss(logits, labels)
+    loss = losses.mean()
+    if aux.selection_noise is not None:  # (b, m) losses of m selections
+      scores = aux.normalized_scores
+      loss += score_function.expected_loss_surrogate(
+          scores.reshape(scores.shape[0], -1), aux.selection_noise, losses,
+          aux.sigma, self.topk.noise)
+    return loss, metrics
 
 
 class WholeImageClassifier(nn.Module):
@@ -295,12 +354,8 @@ class WholeImageClassifier(nn.Module):
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool,
                sigma: jax.Array | float = 0.0
-               ) -> tuple[jax.Array, dict[str, Any]]:
-    """(b, h, w, c) -> logits (b, num_classes) and aux.
-
-    aux holds "entropy" = 0 (there is no scorer), so that a training loop can
-    add the entropy regulariser to every model alike.
-    """
+               ) -> tuple[jax.Array, WholeImageOutput]:
+    """(b, h, w, c) -> logits (b, num_classes) and a `WholeImageOutput`."""
     del sigma  # No selection; same signature as PatchNet.
     x = downscale_images(images, self.downscale)
     if self.append_position:
@@ -308,4 +363,11 @@ class WholeImageClassifier(nn.Module):
     features = self.feature_network(x, train=train)
     logits = ClassifierHead(self.num_classes, hidden=self.head == "mlp",
                             name="head")(features)
-    return logits, {"entropy": jnp.zeros((), jnp.float32)}
+    return logits, WholeImageOutput(entropy=jnp.zeros((), jnp.float32))
+
+  def loss(self, logits: jax.Array, aux: WholeImageOutput, labels: jax.Array
+           ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean cross entropy and per-example metrics; see `PatchNet.loss`."""
+    del aux  # Nothing but the logits to learn from.
+    losses, metrics = classification_loss(logits, labels)
+    return losses.mean(), metrics

@@ -15,6 +15,7 @@ Selection methods:
 
 import dataclasses
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
@@ -24,6 +25,31 @@ from ptopk_patch_selection import sinkhorn_topk
 NORMALIZATIONS = ("minmax", "identity", "softmax")
 SELECTIONS = ("perturbed", "sinkhorn", "hard", "random")
 HARD_SELECTIONS = ("hard", "random")
+
+
+@flax.struct.dataclass
+class SelectionOutput:
+  """What a model that selects k of d candidates returns beside its logits.
+
+  [m,] marks several selections per example (PatchNet's score-function
+  training); the model's own output class adds what it reads.
+
+  Attributes:
+    scores: raw scores, (b, d) or a (b, H', W') grid.
+    normalized_scores: the scores after `normalize_scores`, same shape.
+    entropy: batch mean of the entropy of softmax(raw scores), the
+      regulariser's input.
+    sigma: the noise scale used, float32 scalar.
+    indicators: (b, [m,] k, d) indicators (one-hot for a hard selection).
+    indices: (b, [m,] k) indices (for a soft selection, the most likely
+      candidate of each slot).
+  """
+  scores: jax.Array
+  normalized_scores: jax.Array
+  entropy: jax.Array
+  sigma: jax.Array
+  indicators: jax.Array
+  indices: jax.Array
 
 
 def normalize_scores(scores: jax.Array, method: str,
@@ -78,7 +104,7 @@ class TopK:
   num_samples: int = 500
   gradient: str = "exact"
   noise: str = "normal"
-  variance_reduction: str = "none"
+  variance_reduction: str = "conditional"
   chunk_size: int = 16
   sinkhorn_epsilon: float = 1e-4
   sinkhorn_iterations: int = 2000

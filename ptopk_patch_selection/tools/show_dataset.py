@@ -2,7 +2,7 @@
 # Licensed under the Apache License, Version 2.0.
 r"""Writes a PNG grid of examples of a built dataset, with labels and boxes.
 
-  python -m ptopk_patch_selection.datasets.show \
+  python -m ptopk_patch_selection.tools.show_dataset \
     --dataset=synthetic_traffic_signs/textures --out=/tmp/signs.png
 
 Object boxes (synthetic datasets) are drawn green for the objects that decide

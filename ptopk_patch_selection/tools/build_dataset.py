@@ -2,7 +2,7 @@
 # Licensed under the Apache License, Version 2.0.
 r"""Builds a dataset, then times one epoch through the input pipeline.
 
-  python -m ptopk_patch_selection.datasets.build \
+  python -m ptopk_patch_selection.tools.build_dataset \
     --dataset=synthetic_traffic_signs/small --data_dir=data/tfds
 
 From any directory: --data_dir and --manual_dir stand for the config's

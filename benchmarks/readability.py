@@ -12,7 +12,7 @@ recall over classes) and the majority-class rate, i.e. chance:
                   blank), i.e. what decides the image label;
   billiard      : 9 classes, the ball's number.
 
-  python -m ptopk_patch_selection.datasets.readability --downscales=1,4,8
+  python -m benchmarks.readability --downscales=1,4,8
 
 Crops span 1.25 times the largest object size and are centred on the object
 with a random offset of up to 1/16 of its size. The first 3/4 of the images

@@ -1,0 +1,34 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""A run's workdir besides its checkpoints: config.json and pictures/.
+
+  <workdir>/config.json    the run's config (`save_config`, `load_config`)
+  <workdir>/pictures/      PNGs of selected patches (training, visualize.py)
+  <workdir>/checkpoints/   Orbax checkpoints (checkpoints.py)
+"""
+
+import json
+import os
+
+import ml_collections
+
+from ptopk_patch_selection import errors
+
+CONFIG_FILE = "config.json"
+PICTURES_FOLDER = "pictures"
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Writes the config as <workdir>/config.json."""
+  with open(os.path.join(workdir, CONFIG_FILE), "w") as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run saved in its workdir."""
+  path = os.path.join(workdir, CONFIG_FILE)
+  if not os.path.exists(path):
+    raise errors.MissingFileError(f"{path} does not exist: is {workdir} the "
+                                  "workdir of a training run?")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))

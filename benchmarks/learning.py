@@ -25,7 +25,7 @@ sinkhorn; perturbed_eval (perturbed Top-K at evaluation, with the training
 sigma). Each run takes minutes on a CPU: the full table (16 variants x
 3 seeds) is a long run; use an accelerator or a subset. A run of a subset
 replaces those (variant, seed) rows in the results and keeps the others
-(--norefresh_only starts the results afresh).
+(--nokeep_recorded_runs starts the results afresh).
 
 `--long` runs the paper's relational comparison instead: the billiard model
 with its transformer aggregator vs mean pooling (configs/synthetic_billiard.py
@@ -93,9 +93,9 @@ _NUM_TRAIN_STEPS = flags.DEFINE_integer("num_train_steps", None,
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Built datasets.")
 _RUNS_DIR = flags.DEFINE_string("runs_dir", None,
                                "Where runs go (default: a temp dir).")
-_REFRESH_ONLY = flags.DEFINE_bool(
-    "refresh_only", True, "Keep the recorded runs of other (variant, seed) "
-    "pairs; false: the results hold this invocation's runs only.")
+_KEEP_RECORDED_RUNS = flags.DEFINE_bool(
+    "keep_recorded_runs", True, "Keep the recorded runs of other (variant, "
+    "seed) pairs; false: the results hold this invocation's runs only.")
 
 
 def variant_config(name: str, seed: int, num_train_steps: int | None = None):
@@ -158,8 +158,7 @@ def summarize(runs: list[dict]) -> tuple[str, list[list]]:
                  float(np.mean([r["seconds_per_step"] for r in mine]))])
   table = common.markdown_table(
       ["variant", "seeds", "steps", "accuracy", "spread (max-min)",
-       "covered sign",
-       "s / step"], rows)
+       "covered sign", "s / step"], rows)
   return table, rows
 
 
@@ -189,7 +188,7 @@ def main(argv):
       runs.append(run(name, seed, os.path.join(root, f"{name}_{seed}"),
                       _DATA_DIR.value, _NUM_TRAIN_STEPS.value))
   name = "learning_long" if _LONG.value else "learning"
-  if _REFRESH_ONLY.value:
+  if _KEEP_RECORDED_RUNS.value:
     runs = merge_runs(common.read_results(name).get("runs", []), runs)
   table, _ = summarize(runs)
   machine = common.machine_description()

@@ -16,6 +16,7 @@ over existing checkpoints unless the user moves them away.
 """
 
 import functools
+import logging as pylogging
 import os
 import sys
 import time
@@ -64,6 +65,7 @@ def restore_latest(checkpoint_manager: ocp.CheckpointManager, state: State, *,
   """
   directory = checkpoint_manager.directory
   _drop_closed_event_loop_errors()
+  _drop_unretrieved_read_errors()
   # Not checkpoint_manager.restore: a failed restore can leave the manager
   # unable to save (it infers its item layout from the first step it reads).
   checkpointer = ocp.Checkpointer(ocp.StandardCheckpointHandler())
@@ -76,6 +78,7 @@ def restore_latest(checkpoint_manager: ocp.CheckpointManager, state: State, *,
     except Exception as e:  # pylint: disable=broad-except
       # Orbax, TensorStore and json raise many types on damaged files.
       unreadable.append((path, _reason(path, e)))
+      _REPORTED_UNREADABLE.add(os.path.join(str(path), ""))
       continue
     for path, reason in unreadable:
       logging.warning("Checkpoint %s cannot be read (%s): using step %d "
@@ -135,6 +138,31 @@ def _drop_closed_event_loop_errors() -> None:
   if not (isinstance(hook, functools.partial) and
           hook.func is _unless_closed_event_loop):
     sys.unraisablehook = functools.partial(_unless_closed_event_loop, hook)
+
+
+_REPORTED_UNREADABLE = set()  # "<step folder>/" of each unreadable step
+
+
+def _drop_unretrieved_read_errors() -> None:
+  """Silences asyncio's report of the reads of an unreadable step.
+
+  The other reads of a failed restore end with errors that nothing awaits;
+  when their tasks are garbage collected, asyncio logs each one as "Task
+  exception was never retrieved" with a TensorStore traceback, at a moment
+  that depends on the collector. `restore_latest` has already reported the
+  step in one line, so records about a reported step are dropped; any other
+  asyncio error is still printed.
+  """
+  asyncio_logger = pylogging.getLogger("asyncio")
+  if _about_reported_steps not in asyncio_logger.filters:
+    asyncio_logger.addFilter(_about_reported_steps)
+
+
+def _about_reported_steps(record: pylogging.LogRecord) -> bool:
+  """False (drop) for an asyncio error that names a reported step."""
+  error = record.exc_info[1] if record.exc_info else None
+  text = f"{record.getMessage()} {error}"
+  return not any(folder in text for folder in _REPORTED_UNREADABLE)
 
 
 def _unless_closed_event_loop(hook, unraisable) -> None:

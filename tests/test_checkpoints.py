@@ -107,3 +107,24 @@ def test_no_checkpoint_returns_the_initial_state(tmp_path):
   state = _state(0)
   assert checkpoints.restore_latest(checkpoints.manager(str(tmp_path)),
                                     state) is state
+
+
+def test_unretrieved_read_errors_of_an_unreadable_step_are_not_printed(
+    tmp_path, caplog):
+  """asyncio's late "never retrieved" reports name a step already reported."""
+  workdir = str(tmp_path)
+  _save(workdir, [1, 2])
+  newest = os.path.join(workdir, "checkpoints", "2")
+  _garble(newest, "truncated data files")
+  checkpoints.restore_latest(checkpoints.manager(workdir), _state(0))
+
+  caplog.set_level(logging.ERROR)
+  asyncio_logger = logging.getLogger("asyncio")
+  for folder in (newest, os.path.join(workdir, "elsewhere")):
+    try:
+      raise ValueError(f'OUT_OF_RANGE: Error reading "{folder}/default/d/0"')
+    except ValueError:
+      asyncio_logger.exception("Task exception was never retrieved")
+  (printed,) = [record for record in caplog.records
+                if record.name == "asyncio"]
+  assert "elsewhere" in str(printed.exc_info[1])

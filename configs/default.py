@@ -112,7 +112,7 @@ def get_config() -> ml_collections.ConfigDict:
   # checkpoint is the bare network (models/pretrained.py).
   config.model.pretrained_prefix = ""
   config.model.ntsnet = ml_collections.ConfigDict()
-  # "none", "squeeze_excite_x", "squeeze_excite_d"
+  # "none", "squeeze_excite_x", "squeeze_excite_d", "transformer"
   config.model.ntsnet.communication = "squeeze_excite_d"
   config.model.ntsnet.part_size = 224
   config.model.ntsnet.dropout = 0.5

@@ -160,6 +160,11 @@ class NTSNetOutput(selection_lib.SelectionOutput):
   part_logits: jax.Array
   parts: jax.Array
 
+  def pictures(self) -> dict[str, jax.Array]:
+    """What an evaluation picture draws (`visualization.selection_picture`):
+    the part images (b, k, P, P, c)."""
+    return {"parts": self.parts}
+
 
 class ProposalNetwork(nn.Module):
   """Anchor scores from a backbone map (b, gh, gw, C): (b, num_anchors).

@@ -53,6 +53,12 @@ class PatchNetOutput(selection_lib.SelectionOutput):
   patches: jax.Array
   selection_noise: jax.Array | None = None
 
+  def pictures(self) -> dict[str, jax.Array]:
+    """What an evaluation picture draws (`visualization.selection_picture`):
+    scores (b, H', W'), indices (b, k), patches (b, k, p, p, c)."""
+    return {"scores": self.scores, "indices": self.indices,
+            "patches": self.patches}
+
 
 @flax.struct.dataclass
 class WholeImageOutput:
@@ -63,6 +69,10 @@ class WholeImageOutput:
       regulariser to every model alike.
   """
   entropy: jax.Array
+
+  def pictures(self) -> dict[str, jax.Array]:
+    """Nothing is selected, so nothing to draw."""
+    return {}
 
 
 def classification_loss(logits: jax.Array, labels: jax.Array

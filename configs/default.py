@@ -100,6 +100,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.train_patches = "soft"
   config.model.hard_topk_probability = 0.0
   config.model.random_patch_probability = 0.0
+  # PatchNet, training only: each candidate patch is kept with probability
+  # 1 - patch_dropout (kept ones scaled by 1 / (1 - patch_dropout)) before
+  # the soft patches blend them (released, never set there).
+  config.model.patch_dropout = 0.0
   # "whole_image" baseline: the feature network on the image / this factor.
   config.model.whole_image_downscale = 1
   # Its head: "mlp" (Dense -> swish -> Dense, as PatchNet's) or "linear"
@@ -112,7 +116,7 @@ def get_config() -> ml_collections.ConfigDict:
   # checkpoint is the bare network (models/pretrained.py).
   config.model.pretrained_prefix = ""
   config.model.ntsnet = ml_collections.ConfigDict()
-  # "none", "squeeze_excite_x", "squeeze_excite_d"
+  # "none", "squeeze_excite_x", "squeeze_excite_d", "transformer"
   config.model.ntsnet.communication = "squeeze_excite_d"
   config.model.ntsnet.part_size = 224
   config.model.ntsnet.dropout = 0.5

@@ -206,6 +206,8 @@ class InputPipeline:
     local_eval_batch_size: eval rows per process.
     num_eval_batches: eval batches per pass (the last one padded).
     has_objects: whether batches carry boxes, box_mask and is_target.
+    value_range: (low, high) of the evaluation images: (0, 1), or (-1, 1)
+      for "cub".
   """
 
   def __init__(self, config: ml_collections.ConfigDict, *,
@@ -244,6 +246,9 @@ class InputPipeline:
     self.train_size = len(self._train)
     self.eval_size = len(self._eval)
     self.image_size = tuple(data.image_size)
+    evaluation = _eval_augmentation(data)
+    self.value_range = (evaluation.offset,
+                        evaluation.offset + evaluation.scale)
     self.num_eval_batches = -(-self.eval_size // config.eval_batch_size)
     self._order = grain.MapDataset.range(self.train_size).shuffle(
         seed=_order_seed(config.seed)).repeat()

@@ -256,19 +256,19 @@ class Trainer:
         correct=(per_example["accuracy"] * mask).sum(),
         label_counts=(jax.nn.one_hot(labels, self.num_classes) *
                       mask[:, None]).sum(0))
-    pictures = {}
-    if self.grid is not None:
+    if self.grid is not None and "boxes" in batch:
+      covered, has_target = _coverage(aux, batch, self.grid)
+      sums.update(covered=covered.sum(), with_target=has_target.sum())
+    # The model's output says what to draw; {} draws nothing.
+    pictures = aux.pictures()
+    if pictures:
+      pictures.update(image=batch["image"], label=labels,
+                      prediction=logits.argmax(-1))
       if "boxes" in batch:
-        covered, has_target = _coverage(aux, batch, self.grid)
-        sums.update(covered=covered.sum(), with_target=has_target.sum())
+        pictures.update(boxes=batch["boxes"],
+                        box_mask=batch["box_mask"] & batch["is_target"])
       n = self.config.num_image_summaries
-      pictures = dict(image=batch["image"][:n], scores=aux.scores[:n],
-                      indices=aux.indices[:n], patches=aux.patches[:n],
-                      label=labels[:n], prediction=logits[:n].argmax(-1))
-      if "boxes" in batch:
-        pictures.update(boxes=batch["boxes"][:n],
-                        box_mask=batch["box_mask"][:n] &
-                        batch["is_target"][:n])
+      pictures = {name: value[:n] for name, value in pictures.items()}
     return sums, pictures
 
   def evaluate(self, state: TrainState,
@@ -291,6 +291,19 @@ class Trainer:
       results["coverage"] = float(totals["covered"]) / max(
           float(totals["with_target"]), 1.0)
     return results, first_pictures
+
+
+def write_eval_picture(writer: metric_writers.MetricWriter, step: int,
+                       pictures: dict[str, np.ndarray], grid,
+                       value_range: tuple[float, float],
+                       pictures_dir: str) -> str:
+  """Draws an eval batch's `pictures` as the "eval_selection" image of
+  `step` and as pictures_dir/selection_<step>.png; returns that path."""
+  picture = visualization.selection_picture(pictures, grid, value_range)
+  writer.write_images(step, {"eval_selection": picture[None]})
+  path = os.path.join(pictures_dir, f"selection_{step:06d}.png")
+  visualization.save_png(picture, path)
+  return path
 
 
 def _check_finite(state: TrainState, config: ml_collections.ConfigDict,
@@ -367,11 +380,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       writer.write_scalars(done, {f"eval_{name}": value
                                   for name, value in results.items()})
       if is_chief and pictures:
-        picture = visualization.selection_picture(pictures, trainer.grid)
-        writer.write_images(done, {"eval_selection": picture[None]})
-        os.makedirs(pictures_dir, exist_ok=True)
-        visualization.save_png(
-            picture, os.path.join(pictures_dir, f"selection_{done:06d}.png"))
+        write_eval_picture(writer, done, pictures, trainer.grid,
+                           pipeline.value_range, pictures_dir)
       logging.info("Evaluation at step %d: %s", done, results)
       if is_chief:
         print(console.evaluation_line(done, results), flush=True)

@@ -1,6 +1,6 @@
 # Copyright 2026 The ptopk_patch_selection Authors.
 # Licensed under the Apache License, Version 2.0.
-"""Pictures of a patch selection: boxes, score heat maps and patch strips.
+"""Pictures of a selection: boxes, score heat maps, patch strips, part images.
 
 Pure numpy / PIL functions that return uint8 RGB arrays (h, w, 3), ready for
 `writer.write_images` (CLU) or `save_png`. Float images are mapped from
@@ -14,6 +14,10 @@ drawn as the box of its candidate patch, clipped to the image, labelled r
   figures = [selection_figure(images[i], aux.scores[i], aux.indices[i],
                               aux.patches[i], grid) for i in range(4)]
   writer.write_images(step, {"eval_selection": selection_grid(figures)[None]})
+
+NTS-Net's selection is drawn as its part images (`parts_figure`);
+`selection_picture` draws an eval batch of either model from the arrays the
+model's output gives (`pictures()` of its aux output).
 """
 
 from collections.abc import Sequence
@@ -260,6 +264,33 @@ def selection_figure(image, scores, indices, patches, grid,
   return figure
 
 
+def parts_figure(image, parts, title: str | None = None, object_boxes=None,
+                 value_range: ValueRange = (0.0, 1.0)) -> np.ndarray:
+  """One NTS-Net example: the image, its k part images stacked beside it.
+
+  Args:
+    image: (h, w, c) full-resolution image.
+    parts: (k, P, P, c) part images, in the image's value range.
+    title: written above the figure.
+    object_boxes: optional ground truth (boxes, mask), as `selection_figure`.
+    value_range: range of float images and parts.
+
+  Returns:
+    uint8 (max(h, k P + (k - 1) GAP) [+ title band], w + GAP + P, 3): the
+    parts are drawn pixel for pixel, slot 0 on top.
+  """
+  boxed = to_rgb_uint8(image, value_range)
+  if object_boxes is not None:
+    boxed = draw_object_boxes(boxed, *object_boxes)
+  column = _stack([to_rgb_uint8(part, value_range) for part in parts],
+                  axis=0, gap=GAP)
+  figure = _stack([boxed, column], axis=1, gap=GAP)
+  if title is not None:
+    figure = _stack([_title_band(title, figure.shape[1]), figure], axis=0,
+                    gap=0)
+  return figure
+
+
 def selection_grid(figures: Sequence[np.ndarray],
                    gap: int = 3 * GAP) -> np.ndarray:
   """uint8 figures (h_i, w_i, 3), e.g. `selection_figure`s, stacked vertically.
@@ -278,23 +309,32 @@ def save_png(array, path: str | os.PathLike) -> None:
   Image.fromarray(to_rgb_uint8(array)).save(path, format="PNG")
 
 
-def selection_picture(pictures: dict[str, np.ndarray], grid) -> np.ndarray:
-  """uint8 (H, W, 3): images with their selected patches and score maps.
+def selection_picture(pictures: dict[str, np.ndarray], grid=None,
+                      value_range: ValueRange = (0.0, 1.0)) -> np.ndarray:
+  """uint8 (H, W, 3): an eval batch's images with what their model selected.
 
   Args:
     pictures: what the eval step returns for n images: "image" (n, h, w, c),
-      "scores" (n, H', W'), "indices" (n, k), "patches" (n, k, p, p, c),
       "label" and "prediction" (n,), optionally "boxes" (n, m, 4) and
-      "box_mask" (n, m).
-    grid: the model's `patches.PatchGrid`.
+      "box_mask" (n, m), and the model's own arrays: "parts" (n, k, P, P, c)
+      (NTS-Net: a `parts_figure` each) or "scores" (n, H', W'), "indices"
+      (n, k) and "patches" (n, k, p, p, c) (PatchNet: a `selection_figure`).
+    grid: the model's `patches.PatchGrid`; needed for "indices".
+    value_range: range of the float images ((-1, 1) for CUB).
   """
   figures = []
   for i, image in enumerate(pictures["image"]):
     objects = ((pictures["boxes"][i], pictures["box_mask"][i])
                if "boxes" in pictures else None)
-    figures.append(selection_figure(
-        image, pictures["scores"][i], pictures["indices"][i],
-        pictures["patches"][i], grid, object_boxes=objects,
-        title=(f"label {pictures['label'][i]}, "
-               f"predicted {pictures['prediction'][i]}")))
+    title = (f"label {pictures['label'][i]}, "
+             f"predicted {pictures['prediction'][i]}")
+    if "parts" in pictures:
+      figures.append(parts_figure(image, pictures["parts"][i], title=title,
+                                  object_boxes=objects,
+                                  value_range=value_range))
+    else:
+      figures.append(selection_figure(
+          image, pictures["scores"][i], pictures["indices"][i],
+          pictures["patches"][i], grid, object_boxes=objects, title=title,
+          value_range=value_range))
   return selection_grid(figures)

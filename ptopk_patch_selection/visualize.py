@@ -1,13 +1,13 @@
 # Copyright 2026 The ptopk_patch_selection Authors.
 # Licensed under the Apache License, Version 2.0.
-"""Pictures of the patches a trained model selects, from its latest checkpoint.
+"""Pictures of what a trained model selects, from its latest checkpoint.
 
   python -m ptopk_patch_selection.visualize --workdir=DIR [--num_images=8]
 
 Reads DIR/config.json and the latest checkpoint, runs the evaluation model
 (hard Top-K) on the first eval images and writes, per image, the image with
-the chosen patches, the score map and the patches to
-DIR/pictures/visualize_<i>.png (or --output_dir).
+the chosen patches, the score map and the patches (PatchNet) or the image and
+its part images (NTS-Net) to DIR/pictures/visualize_<i>.png (or --output_dir).
 """
 
 import os
@@ -38,10 +38,6 @@ def write_pictures(workdir: str, num_images: int,
                    output_dir: str | None = None) -> list[str]:
   """Draws the first eval images' selections; returns the PNG paths."""
   config = workdir_files.load_config(workdir)
-  if config.model.name != "patchnet":
-    raise errors.ConfigError(f"model.name={config.model.name!r} has no patch "
-                             "grid to draw: use a workdir of model.name="
-                             "'patchnet'.")
   config.num_image_summaries = num_images
   config.eval_batch_size = num_images * jax.device_count()
   pipeline = input_pipeline.create_datasets(config)
@@ -57,6 +53,10 @@ def write_pictures(workdir: str, num_images: int,
   _, pictures = trainer.eval_step(
       state, trainer.global_batch(pipeline.eval_batch(0)), 0)
   pictures = jax.device_get(pictures)
+  if not pictures:
+    raise errors.ConfigError(f"model.name={config.model.name!r} selects "
+                             "nothing to draw: use the workdir of a model that "
+                             "selects patches or parts.")
   output_dir = output_dir or os.path.join(workdir,
                                           workdir_files.PICTURES_FOLDER)
   paths = []
@@ -64,7 +64,8 @@ def write_pictures(workdir: str, num_images: int,
     single = {key: value[i:i + 1] for key, value in pictures.items()}
     paths.append(os.path.join(output_dir, f"visualize_{i}.png"))
     visualization.save_png(
-        visualization.selection_picture(single, trainer.grid), paths[-1])
+        visualization.selection_picture(single, trainer.grid,
+                                        pipeline.value_range), paths[-1])
   return paths
 
 

@@ -2,6 +2,7 @@
 # Licensed under the Apache License, Version 2.0.
 """Test set-up: 4 CPU devices (set before jax loads), no GPU for TensorFlow."""
 
+import contextlib
 import os
 
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
@@ -23,14 +24,29 @@ def tiny_traffic_data_dir(tmp_path_factory) -> str:
   return str(path)
 
 
+@contextlib.contextmanager
+def _most_optimizations_disabled():
+  import jax  # pylint: disable=g-import-not-at-top
+  previous = jax.config.read("jax_disable_most_optimizations")
+  jax.config.update("jax_disable_most_optimizations", True)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
 @pytest.fixture(scope="module")
 def fast_compile():
   """Cheap XLA compiles for tiny shapes; restored after the module.
 
   Opt in with `pytestmark = pytest.mark.usefixtures("fast_compile")`.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  previous = jax.config.read("jax_disable_most_optimizations")
-  jax.config.update("jax_disable_most_optimizations", True)
-  yield
-  jax.config.update("jax_disable_most_optimizations", previous)
+  with _most_optimizations_disabled():
+    yield
+
+
+@pytest.fixture
+def fast_compile_one_test():
+  """The same for one test, in a module whose other tests compile fully."""
+  with _most_optimizations_disabled():
+    yield

@@ -60,6 +60,7 @@ def test_batch_keys_shapes_and_ranges(data_dir):
   batch = next(pipeline.train_batches())
   assert batch["image"].shape == (4, 128, 128, 3)
   assert batch["image"].dtype == np.float32
+  assert pipeline.value_range == (0.0, 1.0)
   assert batch["label"].dtype == np.int32
   assert batch["boxes"].shape == (4, 8, 4)
   assert batch["box_mask"].sum(axis=1).min() >= 2
@@ -256,6 +257,7 @@ def _find_crop(image, pixels):
 def test_cub_train_batches_crop_flip_and_map_to_minus_one_one(cub_pipelines):
   pipeline, same, other = cub_pipelines
   assert (pipeline.num_classes, pipeline.train_size) == (200, 5)
+  assert pipeline.value_range == (-1.0, 1.0)
   assert not pipeline.has_objects
   batches = _take(pipeline.train_batches(), 3)
   for batch in batches:

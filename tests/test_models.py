@@ -440,6 +440,71 @@ def test_random_patches_never_duplicate_the_selection(soft):
     assert len(set(new)) == 3 and not set(old) & set(new)
 
 
+def test_patch_dropout_drops_candidates_in_training_only():
+  """Inverted dropout of the candidates: a sampled patch is 0 or 2x clean."""
+  def model(rate, **overrides):
+    return models.create_model(
+        tiny_config(patch_dropout=rate, **overrides), num_classes=4,
+        image_size=IMAGE)
+
+  x = images(batch=4)
+  variables = init(model(0.0), x)  # dropout has no parameters
+  selection_key = jax.random.key(1)
+
+  def train_patches(network, dropout_seed):
+    (_, aux), _ = network.apply(
+        variables, x, train=True, sigma=0.5, mutable=["batch_stats"],
+        rngs={"selection": selection_key,
+              "dropout": jax.random.key(dropout_seed)})
+    return aux
+
+  for train_patches_mode in ("soft", "sampled"):
+    clean = train_patches(model(0.0, train_patches=train_patches_mode), 0)
+    dropped = model(0.5, train_patches=train_patches_mode)
+    first, again = train_patches(dropped, 0), train_patches(dropped, 0)
+    np.testing.assert_array_equal(first.patches, again.patches)
+    assert not np.allclose(first.patches, clean.patches)
+    assert not np.allclose(first.patches, train_patches(dropped, 1).patches)
+    np.testing.assert_array_equal(first.indicators, clean.indicators)
+  grid = patches_lib.PatchGrid(IMAGE, (2, 3), 12)
+  sampled = np.asarray(patches_lib.extract_patches_from_indices(
+      x, first.indices, grid))
+  ratio = [np.unique(np.round(d[s > 0] / s[s > 0], 4))
+           for d, s in zip(np.asarray(first.patches).reshape(8, -1),
+                           sampled.reshape(8, -1))]
+  assert all(r.tolist() in ([0.0], [2.0]) for r in ratio)
+  assert {r[0] for r in ratio} == {0.0, 2.0}
+
+  for selection_eval in ("hard", "perturbed"):
+    outputs = [network.apply(variables, x, train=False, sigma=0.5,
+                             rngs=rngs(1))
+               for network in (model(0.0, selection_eval=selection_eval),
+                               model(0.5, selection_eval=selection_eval))]
+    np.testing.assert_array_equal(outputs[0][0], outputs[1][0])
+    np.testing.assert_array_equal(outputs[0][1].patches,
+                                  outputs[1][1].patches)
+
+
+@pytest.mark.parametrize("overrides,other", [
+    ({"selection": "hard"}, "model.selection='hard'"),
+    ({"selection": "random", "selection_eval": "random"},
+     "model.selection='random'"),
+    ({"train_patches": "score_function"},
+     "model.train_patches='score_function'"),
+    ({"name": "whole_image"}, "model.name='whole_image'"),
+    ({"name": "ntsnet", "feature_network": "resnet18_thin"},
+     "model.name='ntsnet'"),
+])
+def test_patch_dropout_that_would_be_ignored_fails(overrides, other):
+  config = tiny_config(patch_dropout=0.5, **overrides)
+  with pytest.raises(ValueError, match=(re.escape("model.patch_dropout=0.5")
+                                        + ".*" + re.escape(other))):
+    models.create_model(config, num_classes=4, image_size=(64, 64))
+  with pytest.raises(ValueError, match=re.escape("model.patch_dropout=1.0")):
+    models.create_model(tiny_config(patch_dropout=1.0), num_classes=4,
+                        image_size=IMAGE)
+
+
 def test_hard_topk_probability_one_gives_hard_indicators():
   scores = jax.random.normal(jax.random.key(1), (4, 10))
   soft = jnp.full((4, 3, 10), 0.1)

@@ -90,6 +90,39 @@ def test_create_ntsnet_validates():
     models.create_model(config, num_classes=200, image_size=(448, 448))
 
 
+def test_transformer_communication_mixes_all_levels():
+  """Position parameter (1, n, 128), 2 layers of 8 heads, split back."""
+  x = jax.random.normal(jax.random.key(0), (2, 4, 4, 16))  # 4x4, 2x2, 1x1
+  outputs = {}
+  for communication in ("none", "squeeze_excite_d", "transformer"):
+    network = ntsnet.ProposalNetwork(communication)
+    variables = network.init(jax.random.key(1), x, train=False)
+    outputs[communication] = network.apply(variables, x, train=False)
+  params = variables["params"]
+  chex.assert_shape(params["position"], (1, 16 + 4 + 1, 128))
+  assert sorted(name for name in params if name.startswith("layer")) == [
+      "layer1", "layer2"]
+  chex.assert_shape(
+      params["layer1"]["MultiHeadDotProductAttention_0"]["query"]["kernel"],
+      (128, 8, 16))
+  for output in outputs.values():
+    chex.assert_shape(output, (2, 16 * 6 + 4 * 6 + 9))
+  # Same convolutions (same names and init key): only the mixing differs.
+  assert not np.allclose(outputs["transformer"], outputs["none"])
+  assert not np.allclose(outputs["transformer"], outputs["squeeze_excite_d"])
+  # Evaluation needs no dropout RNG; training draws dropout.
+  np.testing.assert_array_equal(
+      network.apply(variables, x, train=False), outputs["transformer"])
+  trained = [network.apply(variables, x, train=True,
+                           rngs={"dropout": jax.random.key(seed)})
+             for seed in (0, 1)]
+  assert not np.allclose(trained[0], trained[1])
+  at_448 = jax.eval_shape(lambda x: network.init(jax.random.key(1), x,
+                                                 train=False),
+                          jax.ShapeDtypeStruct((1, 14, 14, 8), jnp.float32))
+  assert at_448["params"]["position"].shape == (1, 261, 128)
+
+
 def tiny_config(**ntsnet_overrides):
   """4-channel 64x64 images (39 anchors), 16x16 parts, thin ResNet-18."""
   config = nts_config(feature_network="resnet18_thin", k=2)
@@ -106,7 +139,7 @@ def test_variants_trace(communication, aggregation):
   x = jax.ShapeDtypeStruct((2, 64, 64, 4), jnp.float32)
   variables = jax.eval_shape(lambda x: model.init(rngs(), x, train=False), x)
   has_se = "SqueezeExcite_0" in variables["params"]["proposal"]
-  assert has_se == (communication != "none")
+  assert has_se == communication.startswith("squeeze_excite")
   concat_inputs = variables["params"]["concat_head"]["kernel"].shape[0]
   assert concat_inputs == (128 if aggregation == "mean" else 3 * 128)
   (logits, aux), _ = jax.eval_shape(

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import time
 
+from clu import metric_writers
 import jax
 from jax.sharding import Mesh
 import numpy as np
 import orbax.checkpoint as ocp
+from PIL import Image
 import pytest
 
 from configs import test as test_config
@@ -20,6 +22,7 @@ from ptopk_patch_selection import console
 from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import metrics_io
 from ptopk_patch_selection import train
+from ptopk_patch_selection import visualization
 from ptopk_patch_selection import visualize
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -97,6 +100,47 @@ def test_train_and_evaluate_writes_metrics_checkpoint_and_pictures(
   assert [os.path.basename(p) for p in paths] == ["visualize_0.png",
                                                   "visualize_1.png"]
   assert all(os.path.getsize(p) > 0 for p in paths)
+
+
+def _find(picture, block):
+  """(row, col) of every place where uint8 `block` stands in `picture`."""
+  windows = np.lib.stride_tricks.sliding_window_view(picture, block.shape)
+  return list(zip(*np.nonzero((windows == block).all(axis=(-3, -2, -1))[
+      ..., 0])))
+
+
+@pytest.mark.usefixtures("fast_compile_one_test")
+def test_ntsnet_evaluation_pictures_show_its_part_images(
+    tiny_traffic_data_dir, tmp_path):
+  """NTS-Net's eval_selection picture: each image and its k parts beside it."""
+  config = _config(tiny_traffic_data_dir)
+  config.model.update(name="ntsnet", feature_network="resnet18_thin")
+  config.model.ntsnet.part_size = 16
+  pipeline = input_pipeline.create_datasets(config)
+  trainer = train.Trainer(config, pipeline.num_classes,
+                          Mesh(np.array(jax.devices()), (train.DATA_AXIS,)))
+  _, pictures = trainer.evaluate(trainer.create_state(), pipeline)
+  assert pictures["parts"].shape == (2, 2, 16, 16, 3)  # 2 images, k=2
+  writer = metric_writers.create_default_writer(str(tmp_path))
+  path = train.write_eval_picture(writer, 7, pictures, trainer.grid,
+                                  pipeline.value_range,
+                                  str(tmp_path / "pictures"))
+  writer.flush()
+  assert metrics_io.read_images(str(tmp_path), "eval_selection")
+  picture = np.asarray(Image.open(path))
+  gap = visualization.GAP
+  assert picture.shape[1] == 128 + gap + 16  # the image | a column of parts
+  tops = set()
+  for image, parts in zip(pictures["image"], pictures["parts"]):
+    image = visualization.to_rgb_uint8(image)
+    slots = [_find(picture, visualization.to_rgb_uint8(part))
+             for part in parts]
+    for top, left in slots[0]:
+      beside = picture[top:top + 128, :128] == image  # but for object boxes
+      if (left == 128 + gap and (top + 16 + gap, left) in slots[1] and
+          beside.all(-1).mean() > 0.9):
+        tops.add(top)  # slot 0 beside the image's top, slot 1 below it
+  assert len(tops) == 2
 
 
 # main.py, except that the save of step 6 hangs just before Orbax renames its

@@ -152,6 +152,42 @@ def test_selection_figure_draws_object_boxes():
   assert green[20, 30] and not green[4, 5]
 
 
+def test_parts_figure_stacks_the_parts_beside_the_image():
+  """NTS-Net: image | parts, pixel for pixel, [-1, 1] shown as [0, 255]."""
+  rng = np.random.default_rng(5)
+  image = rng.uniform(-1, 1, (40, 48, 3)).astype(np.float32)
+  parts = rng.uniform(-1, 1, (3, 10, 10, 3)).astype(np.float32)
+  parts[0] = -1.0
+  parts[1] = 1.0
+  figure = vis.parts_figure(image, parts, value_range=(-1.0, 1.0))
+  assert figure.shape == (40, 48 + vis.GAP + 10, 3)  # 40 > 3 * 10 + 2 GAP
+  np.testing.assert_array_equal(figure[:40, :48],
+                                vis.to_rgb_uint8(image, (-1.0, 1.0)))
+  left = 48 + vis.GAP
+  np.testing.assert_array_equal(figure[:10, left:], 0)
+  np.testing.assert_array_equal(figure[10 + vis.GAP:20 + vis.GAP, left:], 255)
+  np.testing.assert_array_equal(figure[28:38, left:],
+                                vis.to_rgb_uint8(parts[2], (-1.0, 1.0)))
+
+
+def test_selection_picture_draws_what_the_model_gives():
+  """"parts" (NTS-Net) draws parts figures, "indices" (PatchNet) patches."""
+  rng = np.random.default_rng(6)
+  image, scores, indices, extracted = _example(rng)
+  common = dict(image=image[None], label=np.array([1]),
+                prediction=np.array([2]))
+  parts = rng.uniform(0, 1, (1, 2, 10, 10, 3))
+  nts = vis.selection_picture(dict(common, parts=parts))
+  np.testing.assert_array_equal(
+      nts, vis.parts_figure(image, parts[0], title="label 1, predicted 2"))
+  patchnet = vis.selection_picture(
+      dict(common, scores=scores[None], indices=indices[None],
+           patches=extracted[None]), GRID)
+  np.testing.assert_array_equal(patchnet, vis.selection_figure(
+      image, scores, indices, extracted, GRID,
+      title="label 1, predicted 2"))
+
+
 def test_selection_grid_stacks_figures():
   rng = np.random.default_rng(3)
   figures = [vis.selection_figure(*_example(rng), GRID, title=title)

@@ -6,7 +6,8 @@ Every model maps images (b, h, w, c) to `(logits, aux)` when called as
 `model.apply(variables, images, train=..., sigma=..., rngs=...,
 mutable=["batch_stats"] if train)`, with RNG streams "selection" (Top-K noise,
 random patches) and "dropout"; aux is the model's typed output
-(`PatchNetOutput`, ...), whose `entropy` is the entropy regulariser's input.
+(`PatchNetOutput`, ...), whose `entropy` is the entropy regulariser's input
+and whose `pictures()` are the (b, ...) arrays an evaluation picture draws.
 Each model owns its loss: `model.loss(logits, aux, labels)` returns the
 scalar training loss and per-example (b,) "cross_entropy" and "accuracy".
 The factory and its validation are in `factory.py`.

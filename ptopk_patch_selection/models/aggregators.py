@@ -62,6 +62,19 @@ class TransformerLayer(nn.Module):
     return nn.LayerNorm(epsilon=1e-6)(x + y)
 
 
+def transformer_layers(x: jax.Array, *, num_layers: int, num_heads: int,
+                       dropout: float, train: bool) -> jax.Array:
+  """num_layers `TransformerLayer`s on tokens (b, n, H) -> (b, n, H).
+
+  Call it inside a compact method: the layers are that module's submodules
+  "layer1", "layer2", ..., each with its own parameters.
+  """
+  for layer in range(num_layers):
+    x = TransformerLayer(num_heads, dropout,
+                         name=f"layer{layer + 1}")(x, train=train)
+  return x
+
+
 class TransformerAggregator(nn.Module):
   """Self-attention over the k patch embeddings (billiard).
 
@@ -97,9 +110,9 @@ class TransformerAggregator(nn.Module):
                        (1, 1, self.hidden_size))
       x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0],) + cls.shape[1:]),
                            x], axis=1)
-    for layer in range(self.num_layers):
-      x = TransformerLayer(self.num_heads, self.dropout,
-                           name=f"layer{layer + 1}")(x, train=train)
+    x = transformer_layers(x, num_layers=self.num_layers,
+                           num_heads=self.num_heads, dropout=self.dropout,
+                           train=train)
     if self.pooling == "cls":
       return x[:, 0]
     return {"sum": jnp.sum, "mean": jnp.mean, "max": jnp.max}[self.pooling](

@@ -152,6 +152,7 @@ def _patchnet(config, num_classes, image_size) -> patchnet_lib.PatchNet:
            == 0, "model.hard_topk_probability and "
            "model.random_patch_probability must be 0 with "
            "train_patches='score_function'.")
+  _check_patch_dropout(config)
   aggregator_name = _choice(config, "aggregator", aggregators.AGGREGATORS)
   transformer = config.transformer
   if aggregator_name == "transformer":
@@ -182,7 +183,25 @@ def _patchnet(config, num_classes, image_size) -> patchnet_lib.PatchNet:
       hard_topk_probability=config.hard_topk_probability,
       random_patch_probability=config.random_patch_probability,
       train_patches=config.train_patches,
-      loss_samples=config.perturbed.loss_samples)
+      loss_samples=config.perturbed.loss_samples,
+      patch_dropout=config.patch_dropout)
+
+
+def _check_patch_dropout(config: ml_collections.ConfigDict) -> None:
+  """model.patch_dropout is in [0, 1) and acts on soft training patches."""
+  rate = config.patch_dropout
+  _check(0.0 <= rate < 1.0, f"model.patch_dropout={rate} must be in [0, 1).")
+  if rate == 0:
+    return
+  _check(config.selection not in selection.HARD_SELECTIONS,
+         f"model.patch_dropout={rate} would be ignored with model.selection="
+         f"{config.selection!r}: hard training patches are cut by index. Set "
+         "model.patch_dropout=0 or a soft selection.")
+  _check(not (config.selection == "perturbed" and
+              config.train_patches == "score_function"),
+         f"model.patch_dropout={rate} would be ignored with "
+         "model.train_patches='score_function': its training patches are cut "
+         "by index. Set model.patch_dropout=0 or another train_patches.")
 
 
 def _ntsnet(config, num_classes, image_size) -> ntsnet.NTSNet:
@@ -220,6 +239,9 @@ def create_model(model_config: ml_collections.ConfigDict, *, num_classes: int,
   """
   name = _choice(model_config, "name", MODEL_NAMES)
   _choice(model_config, "feature_network", feature_networks.FEATURE_NETWORKS)
+  _check(name == "patchnet" or model_config.patch_dropout == 0,
+         f"model.patch_dropout={model_config.patch_dropout} would be ignored "
+         f"with model.name={name!r}: only PatchNet's soft patches use it.")
   if name == "patchnet":
     return _patchnet(model_config, num_classes, tuple(image_size))
   if name == "ntsnet":

@@ -31,13 +31,20 @@ import jax.numpy as jnp
 import optax
 
 from ptopk_patch_selection import perturbed_topk as ptopk
+from ptopk_patch_selection.models import aggregators
 from ptopk_patch_selection.models import scorer as scorer_lib
 from ptopk_patch_selection.models import selection as selection_lib
 
-COMMUNICATIONS = ("none", "squeeze_excite_x", "squeeze_excite_d")
+COMMUNICATIONS = ("none", "squeeze_excite_x", "squeeze_excite_d",
+                  "transformer")
 NTS_AGGREGATIONS = ("mean", "concat")
 ASPECT_RATIOS = (0.667, 1.0, 1.5)
 _PROPOSAL_WIDTH = 128
+# communication="transformer" (released): 2 post-LN layers, 8 heads, the
+# released Transformer's dropout.
+_COMMUNICATION_LAYERS = 2
+_COMMUNICATION_HEADS = 8
+_COMMUNICATION_DROPOUT = 0.1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,6 +160,11 @@ class NTSNetOutput(selection_lib.SelectionOutput):
   part_logits: jax.Array
   parts: jax.Array
 
+  def pictures(self) -> dict[str, jax.Array]:
+    """What an evaluation picture draws (`visualization.selection_picture`):
+    the part images (b, k, P, P, c)."""
+    return {"parts": self.parts}
+
 
 class ProposalNetwork(nn.Module):
   """Anchor scores from a backbone map (b, gh, gw, C): (b, num_anchors).
@@ -161,13 +173,36 @@ class ProposalNetwork(nn.Module):
   communication, then a 1x1 convolution per level to its anchor shapes.
   Scores are flattened map by map (anchor shape outer, (row, col) inner), the
   order `part_images` reads. "squeeze_excite_x" gates the backbone map's
-  channels (reduction 16); "squeeze_excite_d" gates the 128 channels from
-  the mean of all levels' positions together (reduction 4).
+  channels (reduction 16). The others see all levels' positions together as
+  tokens (b, n, 128), n = 14*14 + 7*7 + 4*4 = 261 at 448x448:
+  "squeeze_excite_d" gates the 128 channels from their mean (reduction 4);
+  "transformer" adds a learned position parameter (1, n, 128) and runs 2
+  post-LN self-attention layers (8 heads, dropout 0.1 in training only).
   """
   communication: str = "squeeze_excite_d"
 
+  def _communicate(self, levels: list[jax.Array], train: bool
+                   ) -> list[jax.Array]:
+    """All levels' positions as one token sequence, mixed, split back."""
+    b = levels[0].shape[0]
+    tokens = jnp.concatenate(
+        [level.reshape(b, -1, _PROPOSAL_WIDTH) for level in levels], axis=1)
+    if self.communication == "squeeze_excite_d":
+      tokens = scorer_lib.SqueezeExcite(4)(tokens)
+    else:
+      position = self.param("position",
+                            nn.initializers.normal(1.0 / _PROPOSAL_WIDTH),
+                            (1,) + tokens.shape[1:])
+      tokens = aggregators.transformer_layers(
+          tokens + position, num_layers=_COMMUNICATION_LAYERS,
+          num_heads=_COMMUNICATION_HEADS, dropout=_COMMUNICATION_DROPOUT,
+          train=train)
+    sizes = [math.prod(level.shape[1:3]) for level in levels]
+    splits = jnp.split(tokens, list(itertools.accumulate(sizes[:-1])), axis=1)
+    return [t.reshape(level.shape) for t, level in zip(splits, levels)]
+
   @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __call__(self, x: jax.Array, *, train: bool) -> jax.Array:
     if self.communication not in COMMUNICATIONS:
       raise ValueError(f"communication={self.communication!r} is not one of "
                        f"{COMMUNICATIONS}.")
@@ -177,15 +212,8 @@ class ProposalNetwork(nn.Module):
     for stride in (1, 2, 2):
       x = nn.relu(nn.Conv(_PROPOSAL_WIDTH, (3, 3), stride)(x))
       levels.append(x)
-    if self.communication == "squeeze_excite_d":
-      b = x.shape[0]
-      tokens = jnp.concatenate(
-          [level.reshape(b, -1, _PROPOSAL_WIDTH) for level in levels], axis=1)
-      tokens = scorer_lib.SqueezeExcite(4)(tokens)
-      sizes = [math.prod(level.shape[1:3]) for level in levels]
-      splits = jnp.split(tokens, list(itertools.accumulate(sizes[:-1])),
-                         axis=1)
-      levels = [t.reshape(level.shape) for t, level in zip(splits, levels)]
+    if self.communication in ("squeeze_excite_d", "transformer"):
+      levels = self._communicate(levels, train)
     scores = []
     for level, anchors in zip(levels, ANCHOR_LEVELS):
       level_scores = nn.Conv(len(anchors.shapes), (1, 1))(level)
@@ -234,7 +262,7 @@ class NTSNet(nn.Module):
     b = images.shape[0]
     feature_map = self.backbone(images, train=train, pool=False)
     raw = ProposalNetwork(self.communication, name="proposal")(
-        jax.lax.stop_gradient(feature_map))
+        jax.lax.stop_gradient(feature_map), train=train)
     scores = selection_lib.normalize_scores(raw, self.normalization,
                                             self.normalization_epsilon)
     method = self.selection if train else self.selection_eval

@@ -11,12 +11,14 @@ PatchNet on images (b, h, w, c):
   3. optionally append 2 position channels (row, column in [0, 1]);
   4. extract the k full-resolution patches (b, k, p, p, c): by index for a
      hard selection, as indicator-weighted sums of all candidate patches for a
-     soft one (differentiable in the indicators);
+     soft one (differentiable in the indicators; in training, with
+     `patch_dropout`, of the candidates that survive inverted dropout);
   5. embed each patch with the feature network, (b, k, D), aggregate to
      (b, D') and classify with Dense(D') -> swish -> Dense(num_classes).
 
 Randomness: the selection noise and random patches come from the "selection"
-RNG stream, dropout from "dropout"; evaluation with "hard" needs neither.
+RNG stream, dropout (patch dropout included) from "dropout"; evaluation with
+"hard" needs neither.
 """
 
 import flax.linen as nn
@@ -51,6 +53,12 @@ class PatchNetOutput(selection_lib.SelectionOutput):
   patches: jax.Array
   selection_noise: jax.Array | None = None
 
+  def pictures(self) -> dict[str, jax.Array]:
+    """What an evaluation picture draws (`visualization.selection_picture`):
+    scores (b, H', W'), indices (b, k), patches (b, k, p, p, c)."""
+    return {"scores": self.scores, "indices": self.indices,
+            "patches": self.patches}
+
 
 @flax.struct.dataclass
 class WholeImageOutput:
@@ -61,6 +69,10 @@ class WholeImageOutput:
       regulariser to every model alike.
   """
   entropy: jax.Array
+
+  def pictures(self) -> dict[str, jax.Array]:
+    """Nothing is selected, so nothing to draw."""
+    return {}
 
 
 def classification_loss(logits: jax.Array, labels: jax.Array
@@ -162,6 +174,11 @@ class PatchNet(nn.Module):
       (`score_function.expected_loss_surrogate`, added by `loss`), not
       through the patches.
     loss_samples: selections per example with train_patches="score_function".
+    patch_dropout: in training, each example's candidate patches are kept
+      with probability 1 - patch_dropout and the kept ones scaled by
+      1 / (1 - patch_dropout) (inverted dropout, one mask for all k slots)
+      before the soft patches blend them; the aggregator still sees the
+      undropped indicators. Hard patches (indices) never use it.
   """
   num_classes: int
   k: int
@@ -183,6 +200,7 @@ class PatchNet(nn.Module):
   random_patch_probability: float = 0.0
   train_patches: str = "soft"
   loss_samples: int = 4
+  patch_dropout: float = 0.0
 
   def _sampled_straight_through(self, indicators, scores, sigma):
     """One perturbed sample's one-hots, with the gradient of `indicators`."""
@@ -211,6 +229,9 @@ class PatchNet(nn.Module):
 
   def setup(self):
     self.head = ClassifierHead(self.num_classes)
+    # (b, k, d) weights: one mask (b, 1, d) of candidates for all k slots.
+    self.candidate_dropout = nn.Dropout(self.patch_dropout,
+                                        broadcast_dims=(1,))
 
   def candidate_grid(self,
                      image_size: tuple[int, int]) -> patches_lib.PatchGrid:
@@ -249,8 +270,9 @@ class PatchNet(nn.Module):
                                                  images.dtype)
       selections = indices.shape
     else:
+      weights = self.candidate_dropout(indicators, deterministic=not train)
       extracted = SOFT_EXTRACTORS[self.soft_extractor](
-          inputs, indicators, grid, self.patch_padding)
+          inputs, weights, grid, self.patch_padding)
       selections = indicators.shape[:-1]
     p = self.patch_size
     features = self.feature_network(

@@ -65,6 +65,21 @@ def test_unknown_feature_network():
     feature_networks.feature_network("vgg")
 
 
+@pytest.mark.parametrize("name", sorted(feature_networks.FEATURE_NETWORKS))
+def test_feature_network_made_inside_a_compact_method(name):
+  """The benchmarks' readers build the network inline: it must bind there."""
+
+  class Reader(nn.Module):
+
+    @nn.compact
+    def __call__(self, x):
+      return feature_networks.feature_network(name, "released")(
+          x, train=False)
+
+  variables = Reader().init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+  assert len(variables["params"]) == 1
+
+
 def test_resnet_stem_has_relu():
   """With no stages the output is the pooled stem: ReLU makes it >= 0."""
   stem = feature_networks.ResNet((), feature_networks.BasicBlock, 8)

@@ -168,6 +168,9 @@ def feature_network(name: str, resnet_stem: str = "standard") -> nn.Module:
   if resnet_stem not in RESNET_STEMS:
     raise ValueError(f"resnet_stem={resnet_stem!r} is not one of "
                      f"{RESNET_STEMS}.")
-  network = FEATURE_NETWORKS[name]()
-  return network.clone(stem=resnet_stem) if isinstance(network, ResNet) else (
-      network)
+  make = FEATURE_NETWORKS[name]
+  # Built here rather than cloned, so that the module binds to the compact
+  # method it is created in (a clone made there has no parent).
+  if getattr(make, "func", None) is ResNet:
+    return make(stem=resnet_stem)
+  return make()

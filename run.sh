@@ -58,12 +58,15 @@ run_benchmarks() {
 }
 
 train_default() {
-  # The embedded default: build synthetic_traffic_signs/textures if missing,
-  # train configs/synthetic.py, evaluate, say where everything is.
+  # The embedded default: build synthetic_traffic_signs/textures and pretrain
+  # its reader on texture patches if missing, train configs/synthetic.py,
+  # evaluate, say where everything is.
   local workdir="${WORKDIR:-data/workdirs/synthetic}"
   "$PYTHON" -m ptopk_patch_selection.tools.build_dataset \
     --dataset=synthetic_traffic_signs/textures --data_dir=data/tfds \
     --noread_epoch
+  "$PYTHON" -m ptopk_patch_selection.tools.pretrain_reader \
+    --config=configs/synthetic.py
   local seed=()
   if [ -n "${SEED:-}" ]; then seed=(--config.seed="$SEED"); fi
   "$PYTHON" -m ptopk_patch_selection.main --config=configs/synthetic.py \

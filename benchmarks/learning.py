@@ -10,9 +10,12 @@ per step, and the accuracy at each evaluation against wall-clock minutes.
   python -m benchmarks.learning [--variants=default,random] [--seeds=0,1,2]
                                 [--num_train_steps=500]
 
-Variants: default (configs/synthetic.py: soft patches, exact conditional
-gradient, patches centred on their score cells, no entropy regulariser);
-random (random patches in training and evaluation, no scorer);
+Variants: default (configs/synthetic.py: the reader pretrained on texture
+patches, written once by tools/pretrain_reader.py when missing, soft patches,
+exact conditional gradient, patches centred on their score cells, no entropy
+regulariser); scratch (configs/synthetic.py:scratch: the same from random
+initialisation); random (random patches in training
+and evaluation, no scorer);
 downscaled_cnn (the feature network on the image downscaled 8x); diagonal
 (the released gradient); plain_estimator (variance_reduction="none");
 sampled_patches (train_patches="sampled", straight-through);
@@ -22,7 +25,7 @@ windows that overlap, the earlier default); released_grid (the released
 patch geometry); small_sigma (sigma 0.05 -> 0, the paper's); large_sigma
 (0.5 -> 0, the earlier default); zero_padding;
 sinkhorn; perturbed_eval (perturbed Top-K at evaluation, with the training
-sigma). Each run takes minutes on a CPU: the full table (16 variants x
+sigma). Each run takes minutes on a CPU: the full table (17 variants x
 3 seeds) is a long run; use an accelerator or a subset. A run of a subset
 replaces those (variant, seed) rows in the results and keeps the others
 (--nokeep_recorded_runs starts the results afresh).
@@ -56,10 +59,12 @@ from configs import synthetic  # pylint: disable=g-import-not-at-top,wrong-impor
 from ptopk_patch_selection import console  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ptopk_patch_selection import metrics_io  # pylint: disable=g-import-not-at-top,wrong-import-position
 from ptopk_patch_selection import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from ptopk_patch_selection.tools import pretrain_reader  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 # Overrides of configs/synthetic.py, as (dotted field, value) pairs.
 VARIANTS = {
     "default": (),
+    "scratch": (),  # configs/synthetic.py:scratch (_CONFIG_VARIANTS)
     "random": (("model.selection", "random"),
                ("model.selection_eval", "random")),
     "downscaled_cnn": (("model.name", "whole_image"),
@@ -80,6 +85,9 @@ VARIANTS = {
                  ("model.sinkhorn.num_iterations", 200)),
     "perturbed_eval": (("model.selection_eval", "perturbed"),),
 }
+
+# Variants that start from a variant of configs/synthetic.py.
+_CONFIG_VARIANTS = {"scratch": "scratch"}
 
 # --long: configs/synthetic_billiard.py variants.
 LONG_VARIANTS = {"billiard_transformer": "", "billiard_mean": "mean"}
@@ -104,7 +112,7 @@ def variant_config(name: str, seed: int, num_train_steps: int | None = None):
   if name in LONG_VARIANTS:
     config = synthetic_billiard.get_config(LONG_VARIANTS[name])
   elif name in VARIANTS:
-    config = synthetic.get_config()
+    config = synthetic.get_config(_CONFIG_VARIANTS.get(name, ""))
   else:
     raise ValueError(f"Unknown variant {name!r}; expected one of "
                      f"{sorted(VARIANTS) + sorted(LONG_VARIANTS)}.")
@@ -121,6 +129,8 @@ def run(name: str, seed: int, workdir: str, data_dir: str,
   """Trains one variant and seed; its final metrics and accuracy curve."""
   config = variant_config(name, seed, num_train_steps)
   config.dataset.data_dir = data_dir
+  if config.model.pretrained_checkpoint:  # pretrained once, then reused
+    pretrain_reader.ensure_pretrained(config.model)
   start = time.time()
   results = train.train_and_evaluate(config, workdir)
   seconds = time.time() - start

@@ -165,7 +165,7 @@ def reading_curve(config, train_data, test_data, coverage: float,
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  config = synthetic.get_config()
+  config = synthetic.get_config("scratch")
   spec = traffic_scene.SceneSpec(*config.dataset.image_size,
                                  digit_height=_DIGIT_HEIGHT.value)
   num_train, num_test = (int(n) for n in _READER_IMAGES.value)

@@ -6,8 +6,9 @@ Isolates the scorer of the embedded default (configs/synthetic.py) from the
 reader, on scenes of its dataset drawn here (`traffic_scene`, no build and no
 JPEG round trip):
 
-1. The reader (feature network, aggregator, head) is pretrained inside
-   PatchNet's own setting: `PatchNet.read` on k hard patches, the deciding
+1. The reader (feature network, aggregator, head) is pretrained, from
+   random initialisation (configs/synthetic.py:scratch), inside PatchNet's
+   own setting: `PatchNet.read` on k hard patches, the deciding
    sign's (a look-alike's for EMPTY) and k - 1 random others.
 2. For each variant (overrides of configs/synthetic.py), a scorer from
    scratch learns with that reader frozen (`config.frozen_params`), with the
@@ -110,7 +111,7 @@ def reader_setting(config) -> tuple:
 def variant_config(name: str, seed: int, num_train_steps: int):
   """configs/synthetic.py in the scorer phase, with the variant's overrides,
   reader frozen."""
-  config = common.override(synthetic.get_config(),
+  config = common.override(synthetic.get_config("scratch"),
                            SCORER_PHASE + VARIANTS[name])
   config.seed = seed
   config.num_train_steps = num_train_steps
@@ -372,7 +373,7 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"--signal_variants: unknown {unknown}; choose from "
                          f"{sorted(VARIANTS)}.")
-  base = synthetic.get_config()
+  base = synthetic.get_config("scratch")
   spec = dataset_spec(base)
   num_train, num_test = (int(n) for n in _SCENES.value)
   start = time.time()

@@ -34,6 +34,7 @@ from typing import Any, TYPE_CHECKING
 import flax.linen as nn
 
 from ptopk_patch_selection import errors
+from ptopk_patch_selection import locations
 from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
 from ptopk_patch_selection import sinkhorn_topk
@@ -262,11 +263,12 @@ def load_pretrained_feature_network(variables: Any,
                                     ) -> Any:
   """Loads config.model.pretrained_checkpoint into the feature network.
 
-  Returns `variables` unchanged when the field is empty.
+  Returns `variables` unchanged when the field is empty. A relative path is
+  relative to the root, like the data fields (locations.py).
   """
   if not model_config.pretrained_checkpoint:
     return variables
   return pretrained.load_pretrained(
-      variables, model_config.pretrained_checkpoint,
+      variables, locations.resolve(model_config.pretrained_checkpoint),
       submodule=_PRETRAINED_SUBMODULE[model_config.name],
       prefix=model_config.pretrained_prefix)

@@ -79,7 +79,11 @@ def read_checkpoint(path: str) -> dict[str, np.ndarray]:
   if not os.path.exists(path):
     raise errors.MissingFileError(
         f"No pretrained checkpoint at {path} (model.pretrained_checkpoint): "
-        f"it should be {_FORMAT}.")
+        f"it should be {_FORMAT}. A reader pretrained on texture patches "
+        "(the embedded default's) is written there by `python -m "
+        "ptopk_patch_selection.tools.pretrain_reader --config=CONFIG` "
+        "(./run.sh runs it); model.pretrained_checkpoint=\"\" trains the "
+        "feature network from scratch.")
   if not zipfile.is_zipfile(path):
     raise _not_weights(path, "not a zip archive of arrays: a pickle, a "
                        "truncated download or another kind of file")

@@ -14,8 +14,8 @@ Variants: default (configs/synthetic.py: the reader pretrained on texture
 patches, written once by tools/pretrain_reader.py when missing, soft patches,
 exact conditional gradient, patches centred on their score cells, no entropy
 regulariser); scratch (configs/synthetic.py:scratch: the same from random
-initialisation); random (random patches in training
-and evaluation, no scorer);
+initialisation); random (random patches in training and evaluation, no
+scorer);
 downscaled_cnn (the feature network on the image downscaled 8x); diagonal
 (the released gradient); plain_estimator (variance_reduction="none");
 sampled_patches (train_patches="sampled", straight-through);

@@ -4,7 +4,7 @@
 
 PatchNet's training loop is train.py; this one trains the reader on labelled
 patches, for tools/pretrain_reader.py (a pretrained reader for the embedded
-default) and benchmarks/reader_noise.py (how fast the reader learns).
+default).
 
   training = ReaderTraining(patch_classifier.create("resnet18_thin", 8),
                             learning_rate=1e-3, weight_decay=1e-4, seed=0,

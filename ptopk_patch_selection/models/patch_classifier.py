@@ -2,8 +2,7 @@
 # Licensed under the Apache License, Version 2.0.
 """A feature network and a classifier head on one patch: (n, p, p, 3) -> logits.
 
-The reader of PatchNet alone, to pretrain it (tools/pretrain_reader.py) or to
-measure how it learns (benchmarks/reader_noise.py). Its "feature_network"
+The reader of PatchNet alone, to pretrain it (tools/pretrain_reader.py). Its "feature_network"
 submodule has PatchNet's names, so its variables load into PatchNet through
 model.pretrained_checkpoint (`feature_network_variables`).
 """

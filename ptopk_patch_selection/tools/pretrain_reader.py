@@ -3,7 +3,7 @@
 r"""Pretrains a config's reader on texture patches; writes its feature network.
 
   python -m ptopk_patch_selection.tools.pretrain_reader \
-      --config=configs/synthetic.py [--steps=300] [--overwrite]
+      --config=configs/synthetic.py [--pretrain_steps=300] [--overwrite]
 
 Trains config.model.feature_network with a classifier head on
 datasets/texture_patches.py (8 texture classes on discs in noise, patches of
@@ -59,9 +59,11 @@ class Settings:
   seed: int = 0  # initialisation and data
 
 
+# --pretrain_steps, ...: prefixed, since benchmarks import this module into
+# processes that define --steps and --seed of their own.
 _DEFINE = {int: flags.DEFINE_integer, float: flags.DEFINE_float}
 _SETTINGS = {field.name: _DEFINE[field.type](
-    field.name, field.default, f"Pretraining: {field.name}.")
+    f"pretrain_{field.name}", field.default, f"Pretraining: {field.name}.")
              for field in dataclasses.fields(Settings)}
 _PRINT_EVERY = 50
 _TRAIN_SPLIT, _TEST_SPLIT = 0, 1
@@ -95,7 +97,7 @@ def pretrain(feature_network: str, patch_size: int, settings: Settings,
     if not np.isfinite(loss):
       raise FloatingPointError(
           f"Reader pretraining: the loss is {loss} at step {step}; nothing "
-          "was written. Lower --learning_rate.")
+          "was written. Lower --pretrain_learning_rate.")
     if step % _PRINT_EVERY == 0 or step == steps:
       log(f"[pretrain_reader] step {step}/{steps}: loss {loss:.3f}, "
           f"{time.time() - start:.0f} s")

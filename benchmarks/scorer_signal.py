@@ -340,10 +340,12 @@ def scorer_trainer(config, reader_variables):
 
 def train_scorer(config, reader_variables, scenes, test_scenes, steps,
                  eval_every, alignment_batch, draws):
-  """The scorer from scratch with the frozen reader; curves and alignment."""
+  """The scorer from scratch with the frozen reader; curves and alignment
+  (at initialisation, on `alignment_batch`; None skips it)."""
   trainer, state = scorer_trainer(config, reader_variables)
-  result = {"alignment": alignment(trainer, state, alignment_batch, draws),
-            "steps": [], "coverage": [], "accuracy": []}
+  result = {"steps": [], "coverage": [], "accuracy": []}
+  if alignment_batch is not None:
+    result["alignment"] = alignment(trainer, state, alignment_batch, draws)
   rng = np.random.default_rng(config.seed)
   n = len(scenes["label"])
   start = time.time()

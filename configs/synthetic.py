@@ -81,8 +81,8 @@ def get_config(variant: str = ""):
   config.warmup_ratio = 0.05
   config.num_train_steps = 500
   config.log_every_steps = 10
-  config.eval_every_steps = 250  # each evaluation (500 images) takes ~9 s
-  config.checkpoint_every_steps = 250
+  config.eval_every_steps = 200  # each evaluation (500 images) takes ~10 s
+  config.checkpoint_every_steps = 200
   if variant == "scratch":
     config.model.pretrained_checkpoint = ""
   return config

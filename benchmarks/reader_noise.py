@@ -2,9 +2,11 @@
 # Licensed under the Apache License, Version 2.0.
 """How often must a patch show the sign before the reader learns to read it?
 
-Isolates the feature network of the embedded default (configs/synthetic.py:
-the thin ResNet-18 and the classifier head on one 96 px patch per image) from
-the scorer. Each training image of synthetic_traffic_signs/small (drawn here
+Isolates the reader of the embedded default (configs/synthetic.py: the thin
+ResNet-18 and the classifier head on one 96 px patch per image, the
+models/patch_classifier.py that tools/pretrain_reader.py trains, with the same
+reader_training loop and pixels in [0, 1] as the input pipeline's) from the
+scorer. Each training image of synthetic_traffic_signs/small (drawn here
 by `traffic_scene`, no build needed) contributes a patch that, with
 probability `coverage`, contains its deciding sign (a look-alike for EMPTY)
 and otherwise lies anywhere in the image; the label is always the image's.
@@ -17,7 +19,7 @@ statistics: the running averages lag behind a reader that learns fast).
   python -m benchmarks.reader_noise [--coverages=1,0.5,0.25]
                                     [--reader_steps=2000] [--digit_height=0.34]
 
-Random patches cover the sign in about 13% of the default's images, and for
+Random patches cover the sign in about 13% of the digits scenes, and for
 random patches to fail (below 50% accuracy) the coverage must stay below
 about a third: this table shows how long the reader needs at such rates.
 Writes benchmarks/results/reader_noise.{json,md}.
@@ -28,18 +30,15 @@ import time
 
 from absl import app
 from absl import flags
-import flax.linen as nn
-import jax
 import numpy as np
-import optax
 
 from benchmarks import common
 from configs import synthetic
+from ptopk_patch_selection import reader_training
 from ptopk_patch_selection.datasets import drawing
 from ptopk_patch_selection.datasets import generation
 from ptopk_patch_selection.datasets import traffic_scene
-from ptopk_patch_selection.models import feature_networks
-from ptopk_patch_selection.models import patchnet
+from ptopk_patch_selection.models import patch_classifier
 
 _COVERAGES = flags.DEFINE_list(
     "coverages", ["1", "0.5", "0.25"],
@@ -97,66 +96,25 @@ def mixed_batch(rng: np.random.Generator, signs, randoms, labels,
   return patches, labels[index]
 
 
-class Reader(nn.Module):
-  """The default's feature network and head on one patch: (n, p, p, 3)."""
-  feature_network: str
-  num_classes: int
-
-  @nn.compact
-  def __call__(self, patches, *, train: bool):
-    features = feature_networks.feature_network(self.feature_network)(
-        patches, train=train)
-    return patchnet.ClassifierHead(self.num_classes, name="head")(features)
-
-
-def _to_float(patches: np.ndarray) -> np.ndarray:
-  return patches.astype(np.float32) / 127.5 - 1.0
-
-
 def reading_curve(config, train_data, test_data, coverage: float,
                   steps: int, seed: int = 0) -> list[float]:
   """Test accuracy every _EVAL_EVERY steps of training at `coverage`."""
-  reader = Reader(config.model.feature_network, config.dataset.num_classes)
   signs, randoms, labels = train_data
-  variables = reader.init(jax.random.key(seed), _to_float(signs[:2]),
-                          train=False)
-  optimizer = optax.adamw(config.learning_rate,
-                          weight_decay=config.weight_decay)
-  opt_state = optimizer.init(variables["params"])
-
-  @jax.jit
-  def step(variables, opt_state, patches, labels):
-    def loss_fn(params):
-      logits, updates = reader.apply(
-          {**variables, "params": params}, patches, train=True,
-          mutable=["batch_stats"])
-      return optax.softmax_cross_entropy_with_integer_labels(
-          logits, labels).mean(), updates
-    grads, updates = jax.grad(loss_fn, has_aux=True)(variables["params"])
-    changes, opt_state = optimizer.update(grads, opt_state,
-                                          variables["params"])
-    return ({"params": optax.apply_updates(variables["params"], changes),
-             **updates}, opt_state)
-
-  @jax.jit
-  def predict(variables, patches):
-    logits, _ = reader.apply(variables, patches, train=True,
-                             mutable=["batch_stats"])
-    return logits.argmax(-1)
-
+  test_signs, _, test_labels = test_data
+  training = reader_training.ReaderTraining(
+      patch_classifier.create(config.model.feature_network,
+                              config.dataset.num_classes),
+      learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+      seed=seed, example_patches=reader_training.to_float(signs[:2]))
   rng = np.random.default_rng(seed)
   curve = []
   for i in range(1, steps + 1):
     patches, batch_labels = mixed_batch(rng, signs, randoms, labels,
                                         config.batch_size, coverage)
-    variables, opt_state = step(variables, opt_state, _to_float(patches),
-                                batch_labels)
+    training.step(reader_training.to_float(patches), batch_labels)
     if i % _EVAL_EVERY == 0 or i == steps:
-      test_signs, _, test_labels = test_data
-      predictions = np.concatenate([
-          predict(variables, _to_float(test_signs[j:j + 100]))
-          for j in range(0, len(test_labels), 100)])
-      curve.append(float(np.mean(predictions == test_labels)))
+      curve.append(training.accuracy(reader_training.to_float(test_signs),
+                                     test_labels, batch_statistics=True))
       print(f"coverage {coverage:g}: step {i}, test accuracy "
             f"{curve[-1]:.3f}", flush=True)
   return curve

@@ -50,6 +50,10 @@ def _config(train_patches: str, entropy_regularizer: float):
   return common.override(config, ())
 
 
+# Under pytest-xdist the module stays on one worker: one pretrained reader.
+pytestmark = pytest.mark.xdist_group("scorer_signal")
+
+
 @pytest.fixture(scope="module")
 def reader_that_reads():
   """(scenes, test scenes, PatchNet variables whose reader reads them)."""

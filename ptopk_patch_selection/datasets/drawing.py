@@ -82,6 +82,13 @@ def noise_texture(rng: np.random.Generator, size, cell: int,
   return (arr / 127.5 - 1.0) * amplitude
 
 
+def disc_mask(shape: tuple[int, int], centre: tuple[float, float],
+              radius: float) -> np.ndarray:
+  """bool (h, w): pixels whose centre lies within `radius` of (cy, cx)."""
+  y, x = np.mgrid[:shape[0], :shape[1]] + 0.5
+  return (y - centre[0]) ** 2 + (x - centre[1]) ** 2 < radius ** 2
+
+
 def add_noise(image: Image.Image, rng: np.random.Generator,
               amplitude: int) -> Image.Image:
   """Adds fine grey grain noise, uniform in [-amplitude, amplitude]."""

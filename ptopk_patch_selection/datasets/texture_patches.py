@@ -85,8 +85,7 @@ def texture_patch(rng: np.random.Generator, label: int,
                     rng.uniform(0, 16, 2), dark, light)
   radius = rng.uniform(*_RADIUS) * size
   cy, cx = rng.uniform(radius, size - radius, 2)
-  y, x = np.mgrid[:size, :size] + 0.5
-  inside = (y - cy) ** 2 + (x - cx) ** 2 < radius ** 2
+  inside = drawing.disc_mask((size, size), (cy, cx), radius)
   image[inside] = pattern[inside, None]
   return np.clip(image, 0, 255).astype(np.uint8)
 

@@ -184,9 +184,8 @@ def _paint_texture(sprite, content, ring, dark, light):
   """Fills the white inside of an RGBA ring-sign sprite with its code."""
   rgba = np.array(sprite)
   h, w = rgba.shape[:2]
-  y, x = np.mgrid[:h, :w] + 0.5
   radius = min(h, w) / 2 * (1 - 2 * ring) - 1.0  # clear of the ring's edge
-  inside = (y - h / 2) ** 2 + (x - w / 2) ** 2 < radius ** 2
+  inside = drawing.disc_mask((h, w), (h / 2, w / 2), radius)
   code = texture_code(content, max(h, w), dark, light)[:h, :w]
   rgba[inside, :3] = code[inside, None]
   return Image.fromarray(rgba, "RGBA")

@@ -62,7 +62,7 @@ run_tests() {
 run_benchmarks() {
   local names=("$@")
   if [ ${#names[@]} -eq 0 ]; then
-    names=(topk_op model_speed reader_noise scorer_signal learning)
+    names=(topk_op model_speed step_cost reader_noise scorer_signal learning)
   fi
   for name in "${names[@]}"; do
     echo "[run.sh] benchmark $name"

@@ -137,3 +137,30 @@ def test_model_speed_inference_writes_json_and_png(tmp_path):
   assert (tmp_path / "speed.png").read_bytes()[:4] == b"\x89PNG"
   assert "selection overhead" in (tmp_path / "speed.md").read_text()
   assert results["png"] == str(tmp_path / "speed.png")
+
+
+@pytest.mark.usefixtures("fast_compile")
+def test_step_cost_times_every_part_against_the_train_step(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from benchmarks import step_cost  # pylint: disable=g-import-not-at-top
+  from configs import synthetic  # pylint: disable=g-import-not-at-top
+  config = synthetic.get_config()
+  config.model.pretrained_checkpoint = ""
+  config.dataset.image_size = (128, 128)
+  config.model.update(k=2, patch_size=32, downscale=4)  # 3x3 candidates
+  config.model.perturbed.num_samples = 4
+  config.batch_size = 2
+  step_cost.run(config, repeats=1, results_dir=str(tmp_path))
+  rows = json.loads((tmp_path / "step_cost.json").read_text())["rows"]
+  assert [row["part"] for row in rows] == [
+      "train step", "reader forward", "reader + parameter gradient",
+      "reader + parameter and patch gradient", "stem input gradient",
+      "stem max-pool backward"]
+  assert all(row["seconds"] > 0 for row in rows)
+  assert rows[0]["fraction"] == 1.0
+  assert rows[2]["fraction"] == pytest.approx(rows[2]["seconds"] /
+                                              rows[0]["seconds"])
+  assert "| train step |" in (tmp_path / "step_cost.md").read_text()
+  config.model.feature_network = "ats_traffic"
+  with pytest.raises(ValueError, match="the stem rows need a ResNet"):
+    step_cost.run(config, repeats=1, results_dir=str(tmp_path))

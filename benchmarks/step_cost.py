@@ -3,7 +3,7 @@
 """Where a training step of the embedded default spends its time.
 
 On the shapes of configs/synthetic.py (batch 16, k = 4 patches of 96 px from
-512 px images), the median wall time of `--repeats` calls after compilation:
+512 px images), the median wall time of `--timed_calls` calls after compilation:
   * train step: `train.Trainer.train_step` on a batch of random pixels;
   * reader forward: the feature network on the b * k patches (train mode);
   * reader + parameter gradient: its gradient w.r.t. its parameters, what
@@ -39,7 +39,7 @@ from ptopk_patch_selection import console
 from ptopk_patch_selection import train
 from ptopk_patch_selection.models import feature_networks
 
-_REPEATS = flags.DEFINE_integer("repeats", 5, "Timed calls per row.")
+_TIMED_CALLS = flags.DEFINE_integer("timed_calls", 5, "Timed calls per row.")
 
 
 def _median_seconds(call, repeats: int) -> float:
@@ -157,7 +157,7 @@ def main(argv):
   console.quiet_library_logs()
   config = synthetic.get_config()
   config.model.pretrained_checkpoint = ""  # the same cost, no file needed
-  run(config, _REPEATS.value)
+  run(config, _TIMED_CALLS.value)
 
 
 if __name__ == "__main__":

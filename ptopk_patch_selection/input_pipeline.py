@@ -99,7 +99,7 @@ def _open_split(name: str, split: str, data_dir: str, manual_dir: str):
         f"{', '.join(datasets.BUILDER_NAMES)} with its /<config>, or a "
         "TFDS name such as caltech_birds2011), its built copy is damaged. "
         + _rebuild(name, data_dir, manual_dir)) from e
-  if not builder.is_prepared():
+  if not base.is_built(builder):
     instructions = base.download_instructions(builder, manual_dir)
     raise errors.MissingFileError(
         f"Dataset {name!r} is not built in {data_dir}. Build it with:\n  " +

@@ -168,6 +168,18 @@ def test_build_reports_a_dataset_that_is_already_built(data_dir):
   assert "train: 16 examples" in result.stdout
 
 
+def test_a_first_build_prints_no_library_log_lines(tmp_path):
+  """Progress bars and the summary; no absl INFO/WARNING lines from TFDS."""
+  result = subprocess.run(
+      [sys.executable, "-m", "ptopk_patch_selection.tools.build_dataset",
+       f"--dataset={_NAME}", f"--data_dir={tmp_path}", "--noread_epoch"],
+      capture_output=True, text=True, check=True)
+  assert f"Built {_NAME} in {tmp_path}" in result.stdout
+  assert "Variant folder" not in result.stderr  # its own empty version folder
+  assert "dataset_builder.py" not in result.stderr  # "Generating dataset" INFO
+  assert "Generating splits" in result.stderr  # TFDS's progress bar stays
+
+
 def test_unbuilt_dataset_error_names_the_build_command(tmp_path):
   config = _config(str(tmp_path))
   with pytest.raises(FileNotFoundError,

@@ -10,10 +10,12 @@ Two defaults differ from `tfds.core.GeneratorBasedBuilder`:
     for any builder defined outside the TFDS package.
 """
 
+import contextlib
 import inspect
 import io
 import os
 
+from absl import logging
 from etils import epath
 from PIL import Image
 import tensorflow_datasets as tfds
@@ -35,6 +37,27 @@ class ProjectBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
   @classmethod
   def code_path(cls) -> epath.Path:
     return epath.Path(inspect.getfile(cls))
+
+
+def is_built(builder: tfds.core.DatasetBuilder) -> bool:
+  """`builder.is_prepared()`, without TFDS's warning about the version folder.
+
+  `tfds.builder` makes `<data_dir>/<name>/<config>/<version>/` itself, so a
+  dataset not yet built always has a folder without dataset_info.json, and
+  `is_prepared` logs a warning that says so: noise before a first build.
+  """
+  with _absl_verbosity(logging.ERROR):
+    return builder.is_prepared()
+
+
+@contextlib.contextmanager
+def _absl_verbosity(level: int):
+  before = logging.get_verbosity()
+  logging.set_verbosity(level)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(before)
 
 
 def download_instructions(builder: tfds.core.DatasetBuilder,

@@ -25,6 +25,7 @@ from ml_collections import config_flags
 import tensorflow_datasets as tfds
 
 from ptopk_patch_selection import cli
+from ptopk_patch_selection import console
 # Imported to register the project's TFDS builders.
 from ptopk_patch_selection import datasets  # pylint: disable=unused-import
 from ptopk_patch_selection import errors
@@ -52,7 +53,7 @@ def build(name: str, data_dir: str,
                          file_format=base.FILE_FORMAT)
   folder = os.path.abspath(os.path.join(manual_dir, builder.name))
   download_config = tfds.download.DownloadConfig(manual_dir=folder)
-  if builder.is_prepared():
+  if base.is_built(builder):
     print(f"Found {name} already built in {data_dir}:")
   else:
     instructions = base.download_instructions(builder, manual_dir)
@@ -92,6 +93,7 @@ def time_epoch(builder: tfds.core.DatasetBuilder, config) -> None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  console.quiet_library_logs()
   config = _CONFIG.value
   config.dataset.name = _DATASET.value or config.dataset.name
   config.dataset.data_dir = _DATA_DIR.value or config.dataset.data_dir

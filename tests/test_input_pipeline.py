@@ -158,11 +158,16 @@ def test_boxes_follow_the_translation(data_dir):
   assert visible.any()
 
 
-def test_build_reports_a_dataset_that_is_already_built(data_dir):
-  result = subprocess.run(
+def _build_tool(data_dir) -> subprocess.CompletedProcess:
+  """tools.build_dataset of _NAME into `data_dir`, its output captured."""
+  return subprocess.run(
       [sys.executable, "-m", "ptopk_patch_selection.tools.build_dataset",
        f"--dataset={_NAME}", f"--data_dir={data_dir}", "--noread_epoch"],
       capture_output=True, text=True, check=True)
+
+
+def test_build_reports_a_dataset_that_is_already_built(data_dir):
+  result = _build_tool(data_dir)
   assert f"Found {_NAME} already built in {data_dir}:" in result.stdout
   assert "Built" not in result.stdout
   assert "train: 16 examples" in result.stdout
@@ -170,10 +175,7 @@ def test_build_reports_a_dataset_that_is_already_built(data_dir):
 
 def test_a_first_build_prints_no_library_log_lines(tmp_path):
   """Progress bars and the summary; no absl INFO/WARNING lines from TFDS."""
-  result = subprocess.run(
-      [sys.executable, "-m", "ptopk_patch_selection.tools.build_dataset",
-       f"--dataset={_NAME}", f"--data_dir={tmp_path}", "--noread_epoch"],
-      capture_output=True, text=True, check=True)
+  result = _build_tool(tmp_path)
   assert f"Built {_NAME} in {tmp_path}" in result.stdout
   assert "Variant folder" not in result.stderr  # its own empty version folder
   assert "dataset_builder.py" not in result.stderr  # "Generating dataset" INFO

@@ -42,9 +42,10 @@ class ProjectBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 def is_built(builder: tfds.core.DatasetBuilder) -> bool:
   """`builder.is_prepared()`, without TFDS's warning about the version folder.
 
-  `tfds.builder` makes `<data_dir>/<name>/<config>/<version>/` itself, so a
-  dataset not yet built always has a folder without dataset_info.json, and
-  `is_prepared` logs a warning that says so: noise before a first build.
+  For a dataset not built yet, `is_prepared` logs that its version folder
+  `<data_dir>/<name>/<config>/<version>/` has no dataset_info.json, whether
+  the folder exists or not: noise before a first build, and before the input
+  pipeline's own error that says how to build.
   """
   with _absl_verbosity(logging.ERROR):
     return builder.is_prepared()

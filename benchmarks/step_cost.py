@@ -138,10 +138,11 @@ def measure(config: ml_collections.ConfigDict,
     return jnp.sum(features(params, patches) ** 2)
 
   kernel = params["stem_conv"]["kernel"]
+  padding = 3  # the standard stem's, on every side
 
   def stem(patches):
     return jax.lax.conv_general_dilated(
-        patches, kernel, (2, 2), ((3, 3), (3, 3)),
+        patches, kernel, (2, 2), ((padding, padding),) * 2,
         dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
   @jax.custom_vjp
@@ -151,7 +152,7 @@ def measure(config: ml_collections.ConfigDict,
   stem_by_phases.defvjp(
       lambda patches: (stem(patches), None),
       lambda _, cotangent: (stem_input_gradient_by_phases(cotangent, kernel,
-                                                          3),))
+                                                          padding),))
 
   def pool(maps):
     return nn.max_pool(maps, (3, 3), strides=(2, 2),

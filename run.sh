@@ -17,10 +17,11 @@ setup() {
     echo "[run.sh] creating virtual environment in $VENV"
     python3 -m venv "$VENV"
   fi
-  # Reinstall only when requirements.txt or pyproject.toml changed.
+  # Reinstall only when requirements*.txt or pyproject.toml changed.
   local stamp="$VENV/.installed-requirements"
   local want
-  want=$(cat requirements.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  want=$(cat requirements.txt requirements-data.txt pyproject.toml |
+    sha256sum | cut -d' ' -f1)
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "[run.sh] installing requirements.txt into $VENV (first run takes a minute or two)"
     # uv downloads, unpacks and byte-compiles in parallel: under a minute here
@@ -36,12 +37,14 @@ setup() {
       fi
       "$VENV/bin/uv" pip install -q --python "$PYTHON" --compile-bytecode \
         -r requirements.txt
-      "$VENV/bin/uv" pip install -q --python "$PYTHON" --no-deps -e .
+      "$VENV/bin/uv" pip install -q --python "$PYTHON" --no-deps \
+        -r requirements-data.txt -e .
     else
       echo "[run.sh] could not install uv; installing with pip instead"
       "$PYTHON" -m pip install -q --disable-pip-version-check \
         -r requirements.txt
-      "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps -e .
+      "$PYTHON" -m pip install -q --disable-pip-version-check --no-deps \
+        -r requirements-data.txt -e .
     fi
     echo "$want" > "$stamp"
   fi

@@ -10,18 +10,20 @@ TensorFlow Datasets):
   tfds.load("synthetic_traffic_signs/small", data_dir=...)
 
 under the names `synthetic_traffic_signs`, `synthetic_billiard`,
-`traffic_signs` and `billiard`. CUB-200 is the TFDS catalogue's
+`megapixel_mnist`, `traffic_signs` and `billiard`. CUB-200 is the TFDS catalogue's
 `caltech_birds2011`.
 """
 
 from ptopk_patch_selection.datasets.billiard import Billiard
+from ptopk_patch_selection.datasets.megapixel_mnist import MegapixelMnist
 from ptopk_patch_selection.datasets.synthetic_billiard import SyntheticBilliard
 from ptopk_patch_selection.datasets.synthetic_traffic_signs import SyntheticTrafficSigns
 from ptopk_patch_selection.datasets.traffic_signs import TrafficSigns
 
 # The TFDS names of the project's builders.
 BUILDER_NAMES = tuple(builder.name for builder in (
-    Billiard, SyntheticBilliard, SyntheticTrafficSigns, TrafficSigns))
+    Billiard, MegapixelMnist, SyntheticBilliard, SyntheticTrafficSigns,
+    TrafficSigns))
 
-__all__ = ["BUILDER_NAMES", "Billiard", "SyntheticBilliard",
+__all__ = ["BUILDER_NAMES", "Billiard", "MegapixelMnist", "SyntheticBilliard",
            "SyntheticTrafficSigns", "TrafficSigns"]

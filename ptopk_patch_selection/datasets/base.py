@@ -65,8 +65,12 @@ def download_instructions(builder: tfds.core.DatasetBuilder,
                           manual_dir: str) -> str | None:
   """What to download by hand and where, or None if the builder needs nothing.
 
-  The builder reads its downloads from <manual_dir>/<builder name>/.
+  The builder reads its downloads from <manual_dir>/<builder name>/. A
+  builder with MANUAL_DOWNLOAD_OPTIONAL = True reads them if present and
+  builds without them (megapixel_mnist), so it needs nothing.
   """
+  if getattr(builder, "MANUAL_DOWNLOAD_OPTIONAL", False):
+    return None
   instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
   return instructions and instructions.replace(
       "<manual_dir>", os.path.join(manual_dir, builder.name))

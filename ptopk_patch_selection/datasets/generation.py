@@ -30,8 +30,15 @@ from ptopk_patch_selection.datasets import base
 _MIN_EXAMPLES_FOR_WORKERS = 64
 
 
+def split_workers(num_examples: int) -> int | None:
+  """parallel_map's num_workers for a split: every core, or none if small."""
+  return None if num_examples >= _MIN_EXAMPLES_FOR_WORKERS else 0
+
+
 def parallel_map(fn: Callable[[int], Any], items: Iterable[int], *,
-                 num_workers: int | None = None) -> Iterator[Any]:
+                 num_workers: int | None = None,
+                 initializer: Callable[..., None] | None = None,
+                 initargs: tuple[Any, ...] = ()) -> Iterator[Any]:
   """fn(item) for each item, in order, computed in `num_workers` processes.
 
   Args:
@@ -39,16 +46,22 @@ def parallel_map(fn: Callable[[int], Any], items: Iterable[int], *,
     items: the inputs.
     num_workers: worker processes; None means os.cpu_count(); 0 or 1 runs in
       this process.
+    initializer: called as initializer(*initargs) once in each worker (or
+      here, without workers) before fn: sends large shared inputs once per
+      process instead of with every item.
+    initargs: its arguments (picklable).
 
   Yields:
     fn(item) in the order of `items`.
   """
   num_workers = os.cpu_count() if num_workers is None else num_workers
   if num_workers <= 1:
+    if initializer is not None:
+      initializer(*initargs)
     yield from map(fn, items)
     return
   context = multiprocessing.get_context("spawn")
-  with context.Pool(num_workers) as pool:
+  with context.Pool(num_workers, initializer, initargs) as pool:
     yield from pool.imap(fn, items, chunksize=4)
 
 
@@ -107,10 +120,9 @@ class SyntheticBuilder(base.ProjectBuilder, skip_registration=True):
     config = self.builder_config
     fn = functools.partial(type(self).make_example, config.spec, config.seed,
                            split_index)
-    workers = None if num_examples >= _MIN_EXAMPLES_FOR_WORKERS else 0
     start = time.time()
-    for index, example in enumerate(
-        parallel_map(fn, range(num_examples), num_workers=workers)):
+    for index, example in enumerate(parallel_map(
+        fn, range(num_examples), num_workers=split_workers(num_examples))):
       yield index, example
     logging.info("Generated %d examples of %s/%s split %d in %.1f s.",
                  num_examples, self.name, config.name, split_index,

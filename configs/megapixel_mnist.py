@@ -17,9 +17,11 @@ Variant (after the colon), comma-separated tokens:
              embedded default's geometry (configs/synthetic.py: scorer at
              1/8, 7x7 grid of 96 px patches centred on their score cells, so
              a 28 px digit lies whole in the patch of the cell holding its
-             centre), K=5 (every digit can be read), the thin ResNet-18
-             pretrained on texture patches (not MNIST:
-             tools/pretrain_reader.py).
+             centre), K=7 (at 1/8 the scorer tells scribbles from digits
+             poorly: K=5 left digits unread and learned slower), the thin
+             ResNet-18 pretrained on texture patches (not MNIST:
+             tools/pretrain_reader.py). docs/megapixel_mnist.md has the
+             measured runs.
   smoke      cpu on megapixel_mnist/smoke (no scribbles): a setup check.
   scratch    the reader from random initialisation.
   random     K random patches in training and evaluation (no scorer).
@@ -74,7 +76,7 @@ def get_config(variant: str = ""):
     config.dataset.image_size = (512, 512)
     config.batch_size = 16
     config.eval_batch_size = 50
-    config.model.k = 5
+    config.model.k = 7
     config.model.patch_size = 96
     config.model.downscale = 8
     config.model.feature_network = "resnet18_thin"

@@ -4,6 +4,7 @@
 train/test separation of handwriting, the built dataset through the input
 pipeline."""
 
+import dataclasses
 import gzip
 import io
 import os
@@ -46,9 +47,9 @@ def test_paper_spec_is_the_reference_generator():
 def test_paper_scenes_place_five_28px_digits_without_overlap(index):
   """3 of the label and 2 others, whole 28 px squares, pairwise disjoint,
   with labels max / top / multi of those digits (no scribbles here)."""
-  bank = np.zeros((PAPER.spec.noise_bank_size, SIZE, SIZE), np.uint8)
-  example = scene.make_example(PAPER.spec, 0, 0, index,
-                               _class_valued_pools(), bank)
+  spec = dataclasses.replace(PAPER.spec, num_noise=0)
+  example = scene.make_example(spec, 0, 0, index, _class_valued_pools(),
+                               scene.noise_bank(0, 1))
   canvas = _decode(example)
   assert canvas.shape == (1500, 1500)
   objects = example["objects"]
@@ -68,40 +69,51 @@ def test_paper_scenes_place_five_28px_digits_without_overlap(index):
   assert list(np.flatnonzero(example["multi"])) == sorted(set(digits))
 
 
-def test_paper_scenes_carry_50_scribbles_from_the_bank_in_range():
-  """Each scribble of a one-pixel bank lights its own top-left corner."""
-  pools = [np.zeros((1, SIZE, SIZE), np.uint8)] * 10
-  bank = np.zeros((PAPER.spec.noise_bank_size, SIZE, SIZE), np.uint8)
-  bank[:, 0, 0] = np.arange(1, PAPER.spec.noise_bank_size + 1)
+def test_paper_layouts_carry_50_scribbles_from_the_bank_in_range():
+  pool_sizes = [5] * 10
   for index in range(3):
-    canvas = _decode(scene.make_example(PAPER.spec, 0, 0, index, pools, bank))
-    ys, xs = np.nonzero(canvas)
-    assert len(ys) == 50
-    assert ys.min() >= SIZE and ys.max() < 1500 - SIZE
-    assert xs.min() >= SIZE and xs.max() < 1500 - SIZE
-    assert set(canvas[ys, xs]) <= set(range(1, 51))
+    layout = scene.draw_layout(PAPER.spec, np.random.default_rng(index),
+                               pool_sizes, PAPER.spec.noise_bank_size)
+    assert layout.scribbles.shape == (50,)
+    assert layout.scribbles.min() >= 0 and layout.scribbles.max() < 50
+    corners = layout.scribble_corners
+    assert corners.shape == (50, 2)
+    assert corners.min() >= SIZE and corners.max() < 1500 - SIZE
+    assert np.all((layout.digits >= 0) & (layout.digits < 5))
 
 
-def test_scribbles_are_two_strokes_written_over_the_digits():
+def test_scribbles_are_two_1px_strokes_from_a_corner():
   bank = scene.noise_bank(0, 50)
   assert bank.shape == (50, SIZE, SIZE)
   assert len({pattern.tobytes() for pattern in bank}) == 50
-  peaks = bank.reshape(50, -1).max(axis=1)
-  assert np.all(peaks >= 0.8 * 255 - 1) and np.all(peaks <= 255)
-  # Two strokes about 2 px wide across the patch (shorter where one passes
-  # near a corner): ink on some 100 of the 784 pixels, never most of them.
-  inked = (bank > 128).sum(axis=(1, 2))
-  assert inked.min() >= 10 and 60 <= inked.mean() <= 150
-  assert np.all((bank > 0).sum(axis=(1, 2)) <= 300)
-  # Brighter wins in both orders: a digit's ink is never erased.
+  assert np.all(bank[:, 0, 0] > 0)  # every own stroke starts at (0, 0)
+  ink = bank[bank > 0]
+  assert ink.min() >= round(0.8 * 255) and ink.max() <= 255
+  # Two unbroken 1 px strokes of 28-40 px: 28 to 80 inked pixels.
+  inked = (bank > 0).sum(axis=(1, 2))
+  assert inked.min() >= SIZE and inked.max() <= 80
+  for slope in (0.0, 0.5, 1.0, 3.0):
+    line = scene.stroke(slope)
+    assert line[0, 0] and SIZE <= line.sum() <= 2 * SIZE
+    # Unbroken to the far edge: every row (steep) or column (flat) inked.
+    assert np.all(line.any(axis=1) if slope <= 1 else line.any(axis=0))
+
+
+def test_scribbles_hide_digits_in_the_reference_order_only():
+  """"ats": a scribble's square replaces what it lands on; "ips": the
+  digits are pasted last and stay whole."""
   pools = [np.full((1, SIZE, SIZE), 100, np.uint8)] * 10
+  bank = scene.noise_bank(0, 50)
+  hidden = {}
   for order in scene.NOISE_ORDERS:
     spec = scene.SceneSpec(200, 200, num_noise=40, noise_order=order)
     example = scene.make_example(spec, 0, 0, 0, pools, bank)
     canvas = _decode(example)
-    for top, left, bottom, right in np.round(
-        example["objects"]["bbox"] * 200).astype(int):
-      assert np.all(canvas[top:bottom, left:right] >= 100)
+    boxes = np.round(example["objects"]["bbox"] * 200).astype(int)
+    hidden[order] = sum(
+        np.count_nonzero(canvas[top:bottom, left:right] != 100)
+        for top, left, bottom, right in boxes)
+  assert hidden["ips"] == 0 and hidden["ats"] > 0
 
 
 def test_labels_are_uniform_over_the_ten_digits():

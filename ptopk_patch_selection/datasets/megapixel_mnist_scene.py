@@ -13,10 +13,13 @@ reused by IPS (Bergner et al., ICLR 2023). One scene is a black canvas of
     [0, w - 28], redrawn until no two digits overlap (corners closer than 28
     px on both axes count as overlap).
   * `num_noise` scribbles: 28 x 28 patterns drawn uniformly from a bank of
-    `noise_bank_size` (two straight lines each, see `scribble`), at
-    top-left corners u * (h - 56, w - 56) + 28, u ~ U(0, 1)^2. They are
-    written over the digits ("ats", the reference order) or under them
-    ("ips"); written means the brighter pixel wins, so ink is never erased.
+    `noise_bank_size` (two 1 px strokes each, see `noise_bank`), at
+    top-left corners u * (h - 56, w - 56) + 28, u ~ U(0, 1)^2.
+
+Each digit and scribble replaces the whole 28 x 28 square it lands on, as in
+the reference generator: in the "ats" order (the reference's) scribbles come
+last, so a scribble's square hides whatever part of a digit lies under it;
+in the "ips" order the digits come last and are never hidden.
 
 Labels: `label` the target (the majority digit), and IPS's `max` (largest of
 the 5 digits), `top` (the digit with the smallest row, the topmost) and
@@ -39,6 +42,7 @@ DIGIT_SIZE = 28
 NUM_CLASSES = 10
 NOISE_ORDERS = ("ats", "ips")
 _MAX_PLACEMENT_TRIES = 10_000
+_LAST_PIXEL = DIGIT_SIZE - 0.51  # rounds to the last row or column
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +55,8 @@ class SceneSpec:
     num_target: majority digits (the rest are of other classes).
     num_noise: scribbles per scene.
     noise_bank_size: distinct scribble patterns per dataset.
-    noise_order: "ats" (scribbles over the digits) or "ips" (under).
+    noise_order: "ats" (scribbles drawn after the digits, hiding them where
+      they land) or "ips" (before).
   """
   height: int = 1500
   width: int = 1500
@@ -73,32 +78,36 @@ class SceneSpec:
                        f"than {2 * DIGIT_SIZE} px, the scribbles' range.")
 
 
-def scribble(rng: np.random.Generator) -> np.ndarray:
-  """uint8 (28, 28): two straight strokes, the reference's noise pattern.
+def stroke(slope: float) -> np.ndarray:
+  """bool (28, 28): a 1 px straight line from pixel (0, 0) to the far edge.
 
-  Each stroke is the line y = slope * x + offset with slope = tan(u * pi /
-  2.5), u ~ U(0, 1) (0 to 72 degrees), through a random point of the
-  pattern, about 2 px wide with soft edges like a pen stroke. With
-  probability 1/3 the pattern is mirrored left to right, and its intensity
-  is scaled by U(0.8, 1.0).
+  The line runs along rows r and columns slope * r, sampled at 56 points
+  (twice the side) and rounded to pixels, so it is unbroken at any slope.
   """
-  y, x = np.mgrid[:DIGIT_SIZE, :DIGIT_SIZE].astype(np.float32) + 0.5
-  ink = np.zeros((DIGIT_SIZE, DIGIT_SIZE), np.float32)
-  for _ in range(2):
-    slope = np.tan(rng.uniform() * np.pi / 2.5)
-    cy, cx = rng.uniform(0, DIGIT_SIZE, 2)
-    # Distance of each pixel centre to the line through (cy, cx).
-    distance = np.abs((y - cy) - slope * (x - cx)) / np.hypot(1.0, slope)
-    ink = np.maximum(ink, np.clip(1.5 - distance, 0.0, 1.0))
-  if rng.uniform() < 1 / 3:
-    ink = ink[:, ::-1]
-  return np.round(255 * rng.uniform(0.8, 1.0) * ink).astype(np.uint8)
+  # The last row before the line leaves the patch at its bottom or right.
+  end = _LAST_PIXEL if slope <= 1 else _LAST_PIXEL / slope
+  rows = np.linspace(0.0, end, 2 * DIGIT_SIZE)
+  line = np.zeros((DIGIT_SIZE, DIGIT_SIZE), bool)
+  line[np.round(rows).astype(int), np.round(slope * rows).astype(int)] = True
+  return line
 
 
 def noise_bank(seed: int, size: int) -> np.ndarray:
-  """uint8 (size, 28, 28): the dataset's scribble patterns."""
+  """uint8 (size, 28, 28): the dataset's scribble patterns (the reference's).
+
+  Pattern i is two strokes from its top-left corner: its own, of slope
+  tan(u * pi / 2.5), u ~ U(0, 1) (0 to 72 degrees from the rows), and the
+  stroke of another pattern (a random permutation), mirrored left to right
+  with probability 1/3. Each inked pixel has intensity 255 * U(0.8, 1.0).
+  """
   rng = np.random.default_rng([seed, 1 << 20])
-  return np.stack([scribble(rng) for _ in range(size)])
+  slopes = np.tan(rng.uniform(size=size) * np.pi / 2.5)
+  own = np.stack([stroke(slope) for slope in slopes])
+  other = own[rng.permutation(size)]
+  mirrored = rng.uniform(size=size) < 1 / 3
+  other[mirrored] = other[mirrored, :, ::-1]
+  intensity = rng.uniform(0.8, 1.0, own.shape)
+  return np.round(255 * intensity * (own | other)).astype(np.uint8)
 
 
 def digit_corners(rng: np.random.Generator, spec: SceneSpec) -> np.ndarray:
@@ -127,43 +136,66 @@ def scene_digits(rng: np.random.Generator, spec: SceneSpec) -> np.ndarray:
   return np.concatenate([np.full(spec.num_target, target), others])
 
 
-def render_scene(spec: SceneSpec, rng: np.random.Generator,
-                 pools: list[np.ndarray], bank: np.ndarray):
-  """One scene and its annotations (module docstring).
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """What one scene shows and where (module docstring).
 
-  Args:
-    spec: the layout.
-    rng: the example's generator.
-    pools: pools[c] is uint8 (n_c, 28, 28), the split's digits of class c.
-    bank: uint8 (bank size, 28, 28) scribble patterns.
-
-  Returns:
-    (uint8 (height, width) canvas, classes (num_digits,), corners
-    (num_digits, 2) of the digits as (y, x)).
+  Attributes:
+    classes: int (num_digits,): num_target of the label first, then others.
+    digits: int (num_digits,): digit i is pools[classes[i]][digits[i]].
+    corners: int (num_digits, 2): top-left (y, x) of each digit.
+    scribbles: int (num_noise,): indices into the noise bank.
+    scribble_corners: int (num_noise, 2): top-left (y, x) of each scribble.
   """
+  classes: np.ndarray
+  digits: np.ndarray
+  corners: np.ndarray
+  scribbles: np.ndarray
+  scribble_corners: np.ndarray
+
+
+def draw_layout(spec: SceneSpec, rng: np.random.Generator,
+                pool_sizes: list[int], bank_size: int) -> Layout:
+  """A random layout; pool_sizes[c] digits of class c, bank_size scribbles."""
   classes = scene_digits(rng, spec)
   corners = digit_corners(rng, spec)
-  digits = [pools[c][rng.integers(len(pools[c]))] for c in classes]
-  scribbles = bank[rng.integers(len(bank), size=spec.num_noise)]
+  digits = np.array([rng.integers(pool_sizes[c]) for c in classes])
+  scribbles = rng.integers(bank_size, size=spec.num_noise)
   scale = np.array([spec.height, spec.width]) - 2 * DIGIT_SIZE
-  noise_corners = (rng.uniform(size=(spec.num_noise, 2)) * scale).astype(
+  scribble_corners = (rng.uniform(size=(spec.num_noise, 2)) * scale).astype(
       int) + DIGIT_SIZE
-  layers = [(digits, corners), (scribbles, noise_corners)]
+  return Layout(classes, digits, corners, scribbles, scribble_corners)
+
+
+def render(spec: SceneSpec, layout: Layout, pools: list[np.ndarray],
+           bank: np.ndarray) -> np.ndarray:
+  """uint8 (height, width): the layout's squares pasted in spec's order.
+
+  Args:
+    spec: the scene specification (size, noise order).
+    layout: what goes where.
+    pools: pools[c] is uint8 (n_c, 28, 28), the split's digits of class c.
+    bank: uint8 (bank size, 28, 28) scribble patterns.
+  """
+  digits = [pools[c][i] for c, i in zip(layout.classes, layout.digits)]
+  layers = [(digits, layout.corners),
+            (bank[layout.scribbles], layout.scribble_corners)]
   if spec.noise_order == "ips":
     layers.reverse()
   canvas = np.zeros((spec.height, spec.width), np.uint8)
   for patterns, places in layers:
     for pattern, (top, left) in zip(patterns, places):
-      window = canvas[top:top + DIGIT_SIZE, left:left + DIGIT_SIZE]
-      np.maximum(window, pattern, out=window)
-  return canvas, classes, corners
+      canvas[top:top + DIGIT_SIZE, left:left + DIGIT_SIZE] = pattern
+  return canvas
 
 
 def make_example(spec: SceneSpec, seed: int, split_index: int, index: int,
                  pools: list[np.ndarray], bank: np.ndarray) -> dict:
   """One TFDS example: grayscale PNG, the four labels and digit objects."""
-  canvas, classes, corners = render_scene(
-      spec, drawing.example_rng(seed, split_index, index), pools, bank)
+  layout = draw_layout(spec, drawing.example_rng(seed, split_index, index),
+                       [len(pool) for pool in pools], len(bank))
+  canvas = render(spec, layout, pools, bank)
+  classes, corners = layout.classes, layout.corners
   size = np.array([spec.height, spec.width] * 2, np.float32)
   boxes = np.concatenate([corners, corners + DIGIT_SIZE], axis=1) / size
   buffer = io.BytesIO()

@@ -4,7 +4,9 @@
 
 On the shapes of configs/synthetic.py (batch 16, k = 4 patches of 96 px from
 512 px images), the median wall time of `--timed_calls` calls after compilation:
-  * train step: `train.Trainer.train_step` on a batch of random pixels;
+  * train step: `train.Trainer.train_step` on a batch of random pixels,
+    as configured and with `model.stem_gradient="phases"` (the stem's
+    input gradient by 4 stride-1 convolutions: the before and after);
   * reader forward: the feature network on the b * k patches (train mode);
   * reader + parameter gradient: its gradient w.r.t. its parameters, what
     a model with fixed patches (random patches, say) needs;
@@ -12,9 +14,9 @@ On the shapes of configs/synthetic.py (batch 16, k = 4 patches of 96 px from
     scorer's gradient flows through;
   * stem input gradient: the gradient of the ResNet stem's 7x7 stride-2
     convolution w.r.t. its input, alone (its share of the line above);
-  * the same by 4 stride-1 convolutions: the candidate replacement, one
-    convolution per parity of the input pixel (`stem_input_gradient_by_phases`),
-    checked against the line above before it is timed;
+  * the same by 4 stride-1 convolutions: one convolution per parity of the
+    input pixel (`phase_conv.input_gradient_by_phases`), checked against
+    the line above before it is timed;
   * stem max-pool backward: the gradient of the stem's 3x3/2 max-pool.
 Each also as a fraction of the train step. The reader must be a ResNet (its
 "standard" stem: padding 3, then max-pool 3x3/2 with padding 1).
@@ -41,6 +43,7 @@ from configs import synthetic
 from ptopk_patch_selection import console
 from ptopk_patch_selection import train
 from ptopk_patch_selection.models import feature_networks
+from ptopk_patch_selection.models import phase_conv
 
 _TIMED_CALLS = flags.DEFINE_integer("timed_calls", 5, "Timed calls per row.")
 
@@ -54,43 +57,6 @@ def _median_seconds(call, repeats: int) -> float:
     call()
     times.append(time.perf_counter() - start)
   return statistics.median(times)
-
-
-def stem_input_gradient_by_phases(cotangent: jax.Array, kernel: jax.Array,
-                                  padding: int) -> jax.Array:
-  """The input gradient of a stride-2 "same" convolution, by phases.
-
-  For y[o] = sum_k x[2o + k - P] w[k] (per axis, P = `padding`), the input
-  pixel i = 2m + p receives dy[o] w[k] only from taps k = q + 2t with
-  q = (p + P) mod 2, at o = m + c - t, c = (p + P - q) / 2. So each of the 4
-  parities (p_y, p_x) of the input is a stride-1 correlation of dy with the
-  flipped sub-kernel w[q::2], padded (T - 1 - c, c) for its T taps; no
-  dilated input, which XLA's CPU convolution is slow at.
-
-  cotangent: (n, h/2, w/2, c_out); kernel: (K, K, c_in, c_out) HWIO;
-  returns (n, h, w, c_in) for even h and w.
-  """
-  transposed = jnp.swapaxes(kernel, 2, 3)  # maps c_out back to c_in
-
-  def taps(parity):  # (first tap q, padding) of one axis
-    q = (parity + padding) % 2
-    num_taps = -(-(kernel.shape[0] - q) // 2)
-    offset = (parity + padding - q) // 2
-    return q, (num_taps - 1 - offset, offset)
-
-  rows = []
-  for parity_y in (0, 1):
-    q_y, pad_y = taps(parity_y)
-    columns = []
-    for parity_x in (0, 1):
-      q_x, pad_x = taps(parity_x)
-      columns.append(jax.lax.conv_general_dilated(
-          cotangent, transposed[q_y::2, q_x::2][::-1, ::-1], (1, 1),
-          (pad_y, pad_x), dimension_numbers=("NHWC", "HWIO", "NHWC")))
-    rows.append(jnp.stack(columns, axis=3))  # (n, h/2, w/2, p_x, c_in)
-  phases = jnp.stack(rows, axis=2)  # (n, h/2, p_y, w/2, p_x, c_in)
-  n, half_h, _, half_w, _, channels = phases.shape
-  return phases.reshape(n, 2 * half_h, 2 * half_w, channels)
 
 
 def _train_step_seconds(config: ml_collections.ConfigDict,
@@ -151,8 +117,8 @@ def measure(config: ml_collections.ConfigDict,
 
   stem_by_phases.defvjp(
       lambda patches: (stem(patches), None),
-      lambda _, cotangent: (stem_input_gradient_by_phases(cotangent, kernel,
-                                                          padding),))
+      lambda _, cotangent: (phase_conv.input_gradient_by_phases(
+          cotangent, kernel, padding),))
 
   def pool(maps):
     return nn.max_pool(maps, (3, 3), strides=(2, 2),
@@ -176,7 +142,11 @@ def measure(config: ml_collections.ConfigDict,
       "stem max-pool backward": (
           jax.jit(jax.grad(lambda y: jnp.sum(pool(y) ** 2))), (stem_maps,)),
   }
-  rows = [("train step", _train_step_seconds(config, repeats))]
+  phases = config.copy_and_resolve_references()
+  phases.model.stem_gradient = "phases"
+  rows = [("train step", _train_step_seconds(config, repeats)),
+          ('train step, model.stem_gradient="phases"',
+           _train_step_seconds(phases, repeats))]
   for name, (fn, args) in parts.items():
     rows.append((name, _median_seconds(
         lambda fn=fn, args=args: jax.block_until_ready(fn(*args)), repeats)))

@@ -73,10 +73,18 @@ def _check(condition: bool, message: str) -> None:
 
 
 def _feature_network(config: ml_collections.ConfigDict) -> nn.Module:
-  """config.feature_network, with config.resnet_stem for the ResNets."""
-  return feature_networks.feature_network(
-      config.feature_network,
-      _choice(config, "resnet_stem", feature_networks.RESNET_STEMS))
+  """config.feature_network, with config.resnet_stem and stem_gradient for
+  the ResNets."""
+  stem = _choice(config, "resnet_stem", feature_networks.RESNET_STEMS)
+  gradient = _choice(config, "stem_gradient", feature_networks.STEM_GRADIENTS)
+  try:
+    return feature_networks.feature_network(config.feature_network, stem,
+                                            gradient)
+  except ValueError as e:
+    raise errors.ConfigError(f"model.stem_gradient={gradient!r} with "
+                             f"model.feature_network="
+                             f"{config.feature_network!r} and "
+                             f"model.resnet_stem={stem!r}: {e}") from e
 
 
 def _topk(config: ml_collections.ConfigDict, k: int,

@@ -1,0 +1,88 @@
+# Copyright 2026 The ptopk_patch_selection Authors.
+# Licensed under the Apache License, Version 2.0.
+"""The stride-2 convolution with the phase input gradient, alone and as the
+ResNet stem (model.stem_gradient="phases")."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from ptopk_patch_selection import errors
+from ptopk_patch_selection import models
+from ptopk_patch_selection.models import feature_networks
+from ptopk_patch_selection.models import phase_conv
+
+
+def _xla_conv(x, kernel, padding):
+  return jax.lax.conv_general_dilated(
+      x, kernel, (2, 2), ((padding, padding),) * 2,
+      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@pytest.mark.parametrize("size,padding", [(7, 3), (3, 1), (4, 1), (5, 2)])
+def test_phase_gradient_equals_the_convolution_vjp(size, padding):
+  rng = np.random.default_rng(size)
+  x = jnp.asarray(rng.standard_normal((2, 10, 12, 3)), jnp.float32)
+  kernel = jnp.asarray(rng.standard_normal((size, size, 3, 5)), jnp.float32)
+  y, vjp = jax.vjp(_xla_conv, x, kernel, padding)
+  cotangent = jnp.asarray(rng.standard_normal(y.shape), jnp.float32)
+  expected_x, expected_kernel, _ = vjp(cotangent)
+  np.testing.assert_allclose(
+      phase_conv.input_gradient_by_phases(cotangent, kernel, padding),
+      expected_x, rtol=1e-5, atol=1e-4)
+  if size - 2 * padding == 1:  # the shapes conv_stride2 supports
+    out, custom_vjp = jax.vjp(
+        lambda x, w: phase_conv.conv_stride2(x, w, padding), x, kernel)
+    np.testing.assert_array_equal(out, y)
+    got_x, got_kernel = custom_vjp(cotangent)
+    np.testing.assert_allclose(got_x, expected_x, rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(got_kernel, expected_kernel)
+
+
+def _resnet(stem_gradient):
+  return feature_networks.feature_network("resnet18_thin",
+                                          stem_gradient=stem_gradient)
+
+
+def test_phases_stem_keeps_parameters_outputs_and_gradients():
+  """Same parameter tree and initial values (checkpoints load either way),
+  the same features, and input gradients equal up to rounding."""
+  x = jax.random.uniform(jax.random.key(0), (3, 32, 32, 3))
+  xla, phases = _resnet("xla"), _resnet("phases")
+  variables = xla.init(jax.random.key(1), x, train=False)
+  phase_variables = phases.init(jax.random.key(1), x, train=False)
+  jax.tree.map(np.testing.assert_array_equal, variables, phase_variables)
+
+  def loss(net):
+    def fn(params, x):
+      features, _ = net.apply(
+          {"params": params, "batch_stats": variables["batch_stats"]}, x,
+          train=True, mutable=["batch_stats"])
+      return jnp.sum(jnp.sin(features))
+    return jax.value_and_grad(fn, argnums=(0, 1))
+
+  (value, (params_grad, x_grad)) = loss(xla)(variables["params"], x)
+  (phase_value, (phase_params_grad, phase_x_grad)) = loss(phases)(
+      variables["params"], x)
+  assert phase_value == value
+  scale = float(jnp.max(jnp.abs(x_grad)))
+  np.testing.assert_allclose(phase_x_grad, x_grad, atol=1e-5 * scale)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(
+      a, b, rtol=1e-4, atol=1e-6), phase_params_grad, params_grad)
+
+
+def test_phases_needs_a_resnet_with_the_standard_stem():
+  with pytest.raises(ValueError, match="standard"):
+    feature_networks.feature_network("resnet18", resnet_stem="released",
+                                     stem_gradient="phases")
+  config = default.get_config().model
+  config.feature_network = "ats_traffic"
+  config.stem_gradient = "phases"
+  with pytest.raises(errors.ConfigError, match="model.stem_gradient"):
+    models.create_model(config, num_classes=4, image_size=(300, 300))
+  config.feature_network = "resnet18"
+  config.stem_gradient = "phase"
+  with pytest.raises(errors.ConfigError, match="model.stem_gradient='phase'"):
+    models.create_model(config, num_classes=4, image_size=(300, 300))

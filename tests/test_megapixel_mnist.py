@@ -82,6 +82,20 @@ def test_paper_layouts_carry_50_scribbles_from_the_bank_in_range():
     assert np.all((layout.digits >= 0) & (layout.digits < 5))
 
 
+def test_cpu_digits_stay_where_its_patches_reach():
+  """configs/megapixel_mnist.py:cpu's 7x7 grid of 96 px patches centred
+  every 64 px reaches pixels 16-495: every digit of megapixel_mnist/cpu
+  lies inside it, and the paper's digits may touch the border."""
+  configs = {c.name: c for c in megapixel_mnist.MegapixelMnist.BUILDER_CONFIGS}
+  corners = {
+      name: np.concatenate([scene.draw_layout(
+          configs[name].spec, np.random.default_rng(i), [5] * 10, 50).corners
+                            for i in range(200)])
+      for name in ("cpu", "paper")}
+  assert corners["cpu"].min() == 16 and corners["cpu"].max() == 496 - SIZE
+  assert corners["paper"].min() < 16
+
+
 def test_scribbles_are_two_1px_strokes_from_a_corner():
   bank = scene.noise_bank(0, 50)
   assert bank.shape == (50, SIZE, SIZE)

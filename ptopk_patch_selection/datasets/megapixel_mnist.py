@@ -15,6 +15,8 @@ Configs:
           Sampling's `make_mnist.py --width 1500 --height 1500`.
   cpu   : 512x512, 6 scribbles (the paper's density), 5000 train / 1000
           test; what a CPU learns in minutes (configs/megapixel_mnist.py).
+          Digits stay 16 px from the border, inside the reach [16, 496] of
+          that config's 7x7 grid of 96 px patches.
   smoke : the cpu config without scribbles, to check a setup.
   tiny  : 112x112, 2 scribbles, 10 train / 5 test; for tests only.
 
@@ -66,10 +68,11 @@ class MegapixelMnist(base.ProjectBuilder):
   BUILDER_CONFIGS = [
       _config("paper", "1500x1500, 50 scribbles (Attention Sampling's "
               "Megapixel MNIST).", scene.SceneSpec(1500, 1500), 5000, 1000),
-      _config("cpu", "512x512, 6 scribbles (the paper's density).",
-              scene.SceneSpec(512, 512, num_noise=6), 5000, 1000),
+      _config("cpu", "512x512, 6 scribbles (the paper's density), digits "
+              "16 px from the border.",
+              scene.SceneSpec(512, 512, num_noise=6, margin=16), 5000, 1000),
       _config("smoke", "512x512, no scribbles: a setup check.",
-              scene.SceneSpec(512, 512, num_noise=0), 5000, 1000),
+              scene.SceneSpec(512, 512, num_noise=0, margin=16), 5000, 1000),
       _config("tiny", "112x112, 2 scribbles, a few examples for tests.",
               scene.SceneSpec(112, 112, num_noise=2, noise_bank_size=4),
               10, 5),

@@ -9,9 +9,10 @@ reused by IPS (Bergner et al., ICLR 2023). One scene is a black canvas of
   * `num_digits` = 5 real MNIST digits at their native 28 x 28: 3 of the
     target class (the label, uniform over 0-9) and 2 drawn with replacement
     from the other 9 classes, each a digit image drawn from the split's pool
-    of that class. Top-left corners are uniform in [0, h - 28] x
-    [0, w - 28], redrawn until no two digits overlap (corners closer than 28
-    px on both axes count as overlap).
+    of that class. Top-left corners are uniform in [m, h - 28 - m] x
+    [m, w - 28 - m] (m = `margin`, 0 in the reference), redrawn until no
+    two digits overlap (corners closer than 28 px on both axes count as
+    overlap).
   * `num_noise` scribbles: 28 x 28 patterns drawn uniformly from a bank of
     `noise_bank_size` (two 1 px strokes each, see `noise_bank`), at
     top-left corners u * (h - 56, w - 56) + 28, u ~ U(0, 1)^2.
@@ -57,6 +58,9 @@ class SceneSpec:
     noise_bank_size: distinct scribble patterns per dataset.
     noise_order: "ats" (scribbles drawn after the digits, hiding them where
       they land) or "ips" (before).
+    margin: digits stay this many pixels from the border (0: the
+      reference's; a model whose candidate patches do not reach the border
+      needs it).
   """
   height: int = 1500
   width: int = 1500
@@ -65,6 +69,7 @@ class SceneSpec:
   num_noise: int = 50
   noise_bank_size: int = 50
   noise_order: str = "ats"
+  margin: int = 0
 
   def __post_init__(self):
     if self.noise_order not in NOISE_ORDERS:
@@ -114,8 +119,9 @@ def digit_corners(rng: np.random.Generator, spec: SceneSpec) -> np.ndarray:
   """int (num_digits, 2) top-left corners (y, x) of non-overlapping digits."""
   corners = []
   for _ in range(_MAX_PLACEMENT_TRIES):
-    corner = rng.integers(0, (spec.height - DIGIT_SIZE + 1,
-                              spec.width - DIGIT_SIZE + 1))
+    corner = rng.integers(spec.margin,
+                          (spec.height - DIGIT_SIZE - spec.margin + 1,
+                           spec.width - DIGIT_SIZE - spec.margin + 1))
     if all(np.any(np.abs(corner - other) >= DIGIT_SIZE) for other in corners):
       corners.append(corner)
       if len(corners) == spec.num_digits:

@@ -67,14 +67,17 @@ class _Options:
   variance_reduction: str
 
 
-def _chunk_size(num_samples: int, requested: int, antithetic: bool) -> int:
-  """Largest divisor of num_samples <= requested (even when antithetic)."""
-  for size in range(min(requested, num_samples), 0, -1):
+def chunk_size_used(num_samples: int, requested: int,
+                    antithetic: bool) -> int | None:
+  """The samples drawn at once: the largest divisor of num_samples not above
+  `requested` (even when antithetic), or None if it is below half of
+  min(requested, num_samples): a chunking that would silently run many more,
+  smaller steps than asked for (499 samples in chunks of 1, say)."""
+  wanted = min(requested, num_samples)
+  for size in range(wanted, (wanted + 1) // 2 - 1, -1):
     if num_samples % size == 0 and (not antithetic or size % 2 == 0):
       return size
-  raise ValueError(
-      f"num_samples={num_samples} cannot be split into even chunks for "
-      "antithetic noise; use an even num_samples.")
+  return None
 
 
 def sample_noise(key: jax.Array, shape: tuple[int, ...],
@@ -276,13 +279,16 @@ _perturbed_topk.defvjp(_forward, _backward)
 
 
 def check_options(*, num_samples: int, gradient: str, noise: str,
-                  variance_reduction: str, field_prefix: str = "") -> None:
+                  variance_reduction: str, chunk_size: int = 16,
+                  field_prefix: str = "") -> None:
   """Raises ValueError on options that are unknown or contradict each other.
 
   The message names each field involved, after `field_prefix` (a config
   path such as "model.perturbed.").
   """
   p = field_prefix
+  if chunk_size < 1:
+    raise ValueError(f"{p}chunk_size={chunk_size} must be at least 1.")
   if gradient not in GRADIENTS:
     raise ValueError(f"{p}gradient={gradient!r} is not one of {GRADIENTS}.")
   if noise not in NOISES:
@@ -303,6 +309,17 @@ def check_options(*, num_samples: int, gradient: str, noise: str,
     raise ValueError(f"{p}num_samples={num_samples} must be at least "
                      f"{minimum} with {p}variance_reduction="
                      f"{variance_reduction!r}.")
+  antithetic = variance_reduction == "antithetic"
+  if chunk_size_used(num_samples, chunk_size, antithetic) is None:
+    wanted = min(chunk_size, num_samples)
+    raise ValueError(
+        f"{p}num_samples={num_samples} has no "
+        f"{'even ' if antithetic else ''}divisor between "
+        f"{(wanted + 1) // 2} and {p}chunk_size={chunk_size}: it would be "
+        "drawn in far smaller chunks (more sequential steps) than asked. "
+        f"Use a num_samples with such a divisor (e.g. "
+        f"{max(wanted, num_samples // wanted * wanted)}) or another "
+        "chunk_size.")
 
 
 def perturbed_topk(scores: jax.Array,
@@ -326,7 +343,8 @@ def perturbed_topk(scores: jax.Array,
     num_samples: S, the number of perturbed samples per example.
     sigma: noise scale, a Python float or a traced scalar (it may decay during
       training); it receives no gradient. sigma = 0 gives the hard top-k and a
-      zero gradient.
+      zero gradient. A negative float is an error; a negative traced value
+      counts as 0.
     gradient: "exact" (the perturbed-optimizer VJP) or "diagonal" (the biased
       estimator of the authors' released code, for comparison only).
     noise: "normal" or "gumbel".
@@ -336,10 +354,12 @@ def perturbed_topk(scores: jax.Array,
       "conditional" (Rao-Blackwellised: for each position j, integrates the
       noise on j exactly given the other coordinates of each sample; unbiased,
       and far lower variance when d is large).
-    chunk_size: samples drawn at once; bounds the temporary memory to
+    chunk_size: samples drawn at once, >= 1; bounds the temporary memory to
       O(b * chunk_size * d). The largest divisor of num_samples not above it is
-      used. Small chunks stay in cache on CPUs; on accelerators a larger value
-      (up to num_samples) gives fewer, bigger kernels.
+      used (even with antithetic noise); one below half of it is an error
+      (`chunk_size_used`). Small chunks stay in cache on CPUs; on
+      accelerators a larger value (up to num_samples) gives fewer, bigger
+      kernels.
 
   Returns:
     (b, k, d) selection frequencies; row r is the distribution of the r-th
@@ -351,15 +371,18 @@ def perturbed_topk(scores: jax.Array,
   if not 1 <= k <= d:
     raise ValueError(f"k={k} must be between 1 and the number of scores {d}.")
   check_options(num_samples=num_samples, gradient=gradient, noise=noise,
-                variance_reduction=variance_reduction)
+                variance_reduction=variance_reduction, chunk_size=chunk_size)
   if variance_reduction == "conditional" and k >= d:
     raise ValueError(f"variance_reduction='conditional' needs k={k} < d={d}.")
   if isinstance(sigma, (int, float)) and sigma < 0:
     raise ValueError(f"sigma={sigma} must be >= 0.")
   antithetic = variance_reduction == "antithetic"
   opts = _Options(k=k, num_samples=num_samples,
-                  chunk_size=_chunk_size(num_samples, chunk_size, antithetic),
+                  chunk_size=chunk_size_used(num_samples, chunk_size,
+                                             antithetic),
                   gradient=gradient, noise=noise,
                   variance_reduction=variance_reduction)
-  sigma = jax.lax.stop_gradient(jnp.asarray(sigma, jnp.float32))
+  # A traced sigma (a schedule) cannot be refused here: below 0 it is 0.
+  sigma = jax.lax.stop_gradient(
+      jnp.maximum(jnp.asarray(sigma, jnp.float32), 0.0))
   return _perturbed_topk(opts, scores, sigma, key)

@@ -118,6 +118,8 @@ def test_scorer_edge_padding_same_params_different_scores():
     ("perturbed.loss_samples", 1, "model.perturbed.loss_samples=1"),
     ("resnet_stem", "tf", "model.resnet_stem='tf'"),
     ("sinkhorn.form", "unrolled", "model.sinkhorn.form='unrolled'"),
+    ("perturbed.chunk_size", 0, "model.perturbed.chunk_size=0"),
+    ("stem_gradient", "fast", "model.stem_gradient='fast'"),
 ])
 def test_create_model_rejects_invalid_fields(field, value, message):
   config = tiny_config(**{"aggregator": "transformer",

@@ -295,11 +295,35 @@ def test_backward_memory_grows_like_samples_times_k_plus_d():
     (dict(variance_reduction="antithetic", num_samples=7), "even"),
     (dict(sigma=-0.1), "sigma=-0.1"),
     (dict(k=10, variance_reduction="conditional"), "k=10 < d=10"),
+    (dict(chunk_size=0), "chunk_size=0 must be at least 1"),
+    (dict(num_samples=499, chunk_size=16),
+     "num_samples=499 has no divisor between 8 and chunk_size=16.*e.g. 496"),
 ])
 def test_invalid_arguments_raise(scores, kwargs, message):
   arguments = dict(k=K, num_samples=8, sigma=0.1) | kwargs
   with pytest.raises(ValueError, match=message):
     ptopk.perturbed_topk(scores, jax.random.key(0), **arguments)
+
+
+@pytest.mark.parametrize("num_samples, chunk_size, antithetic, used", [
+    (500, 16, False, 10), (100, 16, True, 10), (7, 16, False, 7),
+    (40_000, 16, False, 16), (30, 16, True, 10), (499, 16, False, None),
+    (18, 16, True, None)])
+def test_chunks_are_the_largest_divisor_not_below_half_the_request(
+    num_samples, chunk_size, antithetic, used):
+  assert ptopk.chunk_size_used(num_samples, chunk_size, antithetic) == used
+
+
+def test_a_negative_traced_sigma_is_the_hard_topk(scores, cotangent):
+  def objective(scores, sigma):
+    y = ptopk.perturbed_topk(scores, jax.random.key(0), k=K, num_samples=8,
+                             sigma=sigma)
+    return jnp.sum(cotangent * y), y
+  (_, y), grad = jax.jit(jax.value_and_grad(objective, has_aux=True))(
+      scores, jnp.float32(-0.3))
+  hard = ptopk.indicators_from_indices(ptopk.topk_indices(scores, K), D)
+  np.testing.assert_array_equal(y, hard)
+  np.testing.assert_array_equal(grad, np.zeros_like(grad))
 
 
 @pytest.mark.parametrize("noise_kind", ["normal", "gumbel"])

@@ -107,7 +107,7 @@ def _topk(config: ml_collections.ConfigDict, k: int,
         num_samples=perturbed.num_samples, gradient=perturbed.gradient,
         noise=perturbed.noise,
         variance_reduction=perturbed.variance_reduction,
-        field_prefix="model.perturbed.")
+        chunk_size=perturbed.chunk_size, field_prefix="model.perturbed.")
   except ValueError as e:
     raise errors.ConfigError(str(e)) from None
   _choice(config, "normalization", selection.NORMALIZATIONS)

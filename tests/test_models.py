@@ -606,3 +606,46 @@ def test_training_selections_draw_the_configured_noise(monkeypatch,
   model.apply(init(model, x), x, train=True, sigma=0.5, rngs=rngs(1),
               mutable=["batch_stats"])
   assert kinds == ["gumbel"]
+
+
+def _patchnet(**fields):
+  """A PatchNet built directly, as a user lifting it into a model would."""
+  built = models.create_model(tiny_config(), num_classes=4, image_size=IMAGE)
+  return built.clone(**fields)
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(patch_grid="scorr"), "patch_grid='scorr'"),
+    (dict(train_patches="blend"), "train_patches='blend'"),
+    (dict(soft_extractor="gather"), "soft_extractor='gather'"),
+    (dict(patch_padding="wrap"), "patch_padding='wrap'"),
+    (dict(selection="gumbel"), "selection='gumbel'"),
+    (dict(normalization="zscore"), "normalization='zscore'"),
+    (dict(train_patches="sampled", selection="hard"),
+     "train_patches='sampled' acts on a perturbed selection"),
+    (dict(selection="random"), "selection_eval='hard' would evaluate"),
+    (dict(patch_dropout=1.0), "patch_dropout=1.0"),
+])
+def test_a_directly_built_patchnet_checks_its_own_fields(fields, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    _patchnet(**fields)
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(chunk_size=0), "chunk_size=0"),
+    (dict(num_samples=499), "num_samples=499 has no divisor"),
+    (dict(variance_reduction="antithetic", noise="gumbel"), "antithetic"),
+    (dict(sinkhorn_form="unrolled"), "sinkhorn_form='unrolled'"),
+    (dict(k=0), "k=0"),
+])
+def test_topk_checks_its_own_options(fields, message):
+  with pytest.raises(ValueError, match=re.escape(message)):
+    selection.TopK(**({"k": 2} | fields))
+
+
+def test_an_ignored_train_patches_is_refused_from_the_config():
+  config = tiny_config(train_patches="sampled", selection="hard")
+  with pytest.raises(ValueError, match=re.escape(
+      "model.train_patches='sampled' acts on a perturbed selection; with "
+      "model.selection='hard' it would be ignored")):
+    models.create_model(config, num_classes=4, image_size=IMAGE)

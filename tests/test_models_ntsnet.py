@@ -200,3 +200,15 @@ def test_ntsnet_losses():
       losses["loss_part"], rtol=1e-6)
   masked = models.ntsnet_losses(logits, aux, labels, mask=jnp.array([1., 0.]))
   np.testing.assert_allclose(masked["loss_concat"], concat[0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("fields,message", [
+    (dict(communication="attention"), "communication='attention'"),
+    (dict(aggregation="sum"), "aggregation='sum'"),
+    (dict(selection_eval="soft"), "selection_eval='soft'"),
+])
+def test_a_directly_built_ntsnet_checks_its_own_fields(fields, message):
+  model = models.create_model(tiny_config(), num_classes=5,
+                              image_size=(64, 64))
+  with pytest.raises(ValueError, match=re.escape(message)):
+    model.clone(**fields)

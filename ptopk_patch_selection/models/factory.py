@@ -151,8 +151,13 @@ def _patchnet(config, num_classes, image_size) -> patchnet_lib.PatchNet:
   for field in ("hard_topk_probability", "random_patch_probability"):
     _check(0.0 <= config[field] <= 1.0,
            f"model.{field}={config[field]} must be in [0, 1].")
-  if _choice(config, "train_patches",
-             patchnet_lib.TRAIN_PATCHES) == "score_function":
+  train_patches = _choice(config, "train_patches", patchnet_lib.TRAIN_PATCHES)
+  _check(train_patches == "soft" or config.selection == "perturbed",
+         f"model.train_patches={train_patches!r} acts on a perturbed "
+         f"selection; with model.selection={config.selection!r} it would be "
+         "ignored: use model.train_patches='soft' or "
+         "model.selection='perturbed'.")
+  if train_patches == "score_function":
     _check(config.perturbed.loss_samples >= 2,
            f"model.perturbed.loss_samples={config.perturbed.loss_samples} "
            "must be >= 2 with train_patches='score_function' (leave-one-out "

@@ -254,6 +254,15 @@ class NTSNet(nn.Module):
   aggregation: str = "mean"
   padding: str = "constant"
 
+  def __post_init__(self):
+    selection_lib.check_selection_fields(self.selection, self.selection_eval,
+                                         self.normalization)
+    selection_lib.check_choice("communication", self.communication,
+                               COMMUNICATIONS)
+    selection_lib.check_choice("aggregation", self.aggregation,
+                               NTS_AGGREGATIONS)
+    super().__post_init__()
+
   @nn.compact
   def __call__(self, images: jax.Array, *, train: bool,
                sigma: jax.Array | float = 0.0

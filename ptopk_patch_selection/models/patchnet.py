@@ -202,6 +202,30 @@ class PatchNet(nn.Module):
   loss_samples: int = 4
   patch_dropout: float = 0.0
 
+  def __post_init__(self):
+    selection_lib.check_selection_fields(self.selection, self.selection_eval,
+                                         self.normalization)
+    check = selection_lib.check_choice
+    check("patch_padding", self.patch_padding, patches_lib.PADDING_MODES)
+    check("soft_extractor", self.soft_extractor, tuple(SOFT_EXTRACTORS))
+    check("patch_grid", self.patch_grid, PATCH_GRIDS)
+    check("train_patches", self.train_patches, TRAIN_PATCHES)
+    if self.train_patches != "soft" and self.selection != "perturbed":
+      raise ValueError(
+          f"train_patches={self.train_patches!r} acts on a perturbed "
+          f"selection; with selection={self.selection!r} it would be "
+          "ignored: use train_patches='soft' or selection='perturbed'.")
+    if self.train_patches == "score_function" and self.loss_samples < 2:
+      raise ValueError(f"loss_samples={self.loss_samples} must be >= 2 with "
+                       "train_patches='score_function'.")
+    for name in ("hard_topk_probability", "random_patch_probability"):
+      if not 0.0 <= getattr(self, name) <= 1.0:
+        raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1].")
+    if not 0.0 <= self.patch_dropout < 1.0:
+      raise ValueError(f"patch_dropout={self.patch_dropout} must be in "
+                       "[0, 1).")
+    super().__post_init__()
+
   def _sampled_straight_through(self, indicators, scores, sigma):
     """One perturbed sample's one-hots, with the gradient of `indicators`."""
     indices, _ = score_function.sample_perturbed_indices(

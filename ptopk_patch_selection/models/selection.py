@@ -24,6 +24,27 @@ from ptopk_patch_selection import sinkhorn_topk
 
 NORMALIZATIONS = ("minmax", "identity", "softmax")
 SELECTIONS = ("perturbed", "sinkhorn", "hard", "random")
+
+
+def check_choice(field: str, value: str, choices) -> None:
+  """ValueError naming `field` unless value is one of `choices`."""
+  if value not in choices:
+    raise ValueError(f"{field}={value!r} is not one of {tuple(choices)}.")
+
+
+def check_selection_fields(selection: str, selection_eval: str,
+                           normalization: str) -> None:
+  """The selection fields of PatchNet and NTSNet (ValueError naming the
+  field): methods and normalisation, and random selection, which trains no
+  scorer, at evaluation too."""
+  check_choice("selection", selection, SELECTIONS)
+  check_choice("selection_eval", selection_eval, SELECTIONS)
+  check_choice("normalization", normalization, NORMALIZATIONS)
+  if selection == "random" and selection_eval != "random":
+    raise ValueError(
+        "selection='random' trains no scorer, so selection_eval="
+        f"{selection_eval!r} would evaluate an untrained one: set "
+        "selection_eval='random'.")
 HARD_SELECTIONS = ("hard", "random")
 
 
@@ -109,6 +130,18 @@ class TopK:
   sinkhorn_epsilon: float = 1e-4
   sinkhorn_iterations: int = 2000
   sinkhorn_form: str = "scaled"
+
+  def __post_init__(self):
+    if self.k < 1:
+      raise ValueError(f"k={self.k} must be at least 1.")
+    ptopk.check_options(num_samples=self.num_samples, gradient=self.gradient,
+                        noise=self.noise,
+                        variance_reduction=self.variance_reduction,
+                        chunk_size=self.chunk_size)
+    check_choice("sinkhorn_form", self.sinkhorn_form, sinkhorn_topk.FORMS)
+    if self.sinkhorn_epsilon <= 0:
+      raise ValueError(f"sinkhorn_epsilon={self.sinkhorn_epsilon} must be "
+                       "> 0.")
 
   def __call__(self, method: str, scores: jax.Array, *,
                key: jax.Array | None, sigma: jax.Array | float

@@ -170,7 +170,25 @@ class Trainer:
     self.eval_step = jax.jit(self._eval_step, out_shardings=self.replicated)
 
   def create_state(self) -> TrainState:
-    """Initial state, replicated over the mesh."""
+    """A fresh state with the pretrained feature network, if configured."""
+    return self._load_pretrained(self._initial_state())
+
+  def restore_or_create_state(self, manager: ocp.CheckpointManager, *,
+                              set_aside_unreadable: bool = True
+                              ) -> TrainState:
+    """The newest readable checkpoint of `manager`, else `create_state()`.
+
+    A checkpoint holds every parameter, so the pretrained file is read only
+    for a fresh run: a workdir resumes without it (copied to another
+    machine, say). See `checkpoints.restore_latest` for unreadable steps.
+    """
+    initial = self._initial_state()
+    state = checkpoints.restore_latest(
+        manager, initial, set_aside_unreadable=set_aside_unreadable)
+    return self._load_pretrained(state) if state is initial else state
+
+  def _initial_state(self) -> TrainState:
+    """Randomly initialised state, replicated over the mesh."""
     def init():
       images = jnp.zeros((1,) + self.image_size + (3,), jnp.float32)
       rngs = step_rngs(self.config, 0) | {
@@ -181,15 +199,17 @@ class Trainer:
                         batch_stats=variables.get("batch_stats", {}),
                         opt_state=self.tx.init(params),
                         nonfinite_steps=jnp.zeros((), jnp.int32))
-    state = jax.jit(init, out_shardings=self.replicated)()
-    if self.config.model.pretrained_checkpoint:
-      variables = models.load_pretrained_feature_network(
-          {"params": state.params, "batch_stats": state.batch_stats},
-          self.config.model)
-      state = jax.device_put(state.replace(
-          params=variables["params"], batch_stats=variables["batch_stats"]),
-                             self.replicated)
-    return state
+    return jax.jit(init, out_shardings=self.replicated)()
+
+  def _load_pretrained(self, state: TrainState) -> TrainState:
+    if not self.config.model.pretrained_checkpoint:
+      return state
+    variables = models.load_pretrained_feature_network(
+        {"params": state.params, "batch_stats": state.batch_stats},
+        self.config.model)
+    return jax.device_put(state.replace(
+        params=variables["params"], batch_stats=variables["batch_stats"]),
+                          self.replicated)
 
   def global_batch(self, local_batch: dict[str, np.ndarray]):
     """This process's rows -> global arrays sharded along the batch."""
@@ -339,7 +359,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   writer = metric_writers.create_default_writer(workdir,
                                                 just_logging=not is_chief)
   manager = checkpoints.manager(workdir)
-  state = checkpoints.restore_latest(manager, trainer.create_state())
+  state = trainer.restore_or_create_state(manager)
   if is_chief:
     workdir_files.save_config(config, workdir)
   first_step = int(jax.device_get(state.step))

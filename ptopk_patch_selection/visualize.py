@@ -48,8 +48,7 @@ def write_pictures(workdir: str, num_images: int,
     raise errors.MissingFileError(
         f"No checkpoint in {manager.directory}: train first (python -m "
         f"ptopk_patch_selection.main --workdir={workdir} ...).")
-  state = checkpoints.restore_latest(manager, trainer.create_state(),
-                                     set_aside_unreadable=False)
+  state = trainer.restore_or_create_state(manager, set_aside_unreadable=False)
   _, pictures = trainer.eval_step(
       state, trainer.global_batch(pipeline.eval_batch(0)), 0)
   pictures = jax.device_get(pictures)

@@ -414,3 +414,24 @@ def test_bad_frozen_params_regex_names_the_field(tiny_traffic_data_dir,
   with pytest.raises(ValueError, match=r"frozen_params='\(head'"):
     train.train_and_evaluate(
         _config(tiny_traffic_data_dir, frozen_params="(head"), str(tmp_path))
+
+
+def test_a_finished_workdir_resumes_and_evaluates_without_its_pretrained_file(
+    tiny_traffic_data_dir, tmp_path):
+  """The checkpoint holds every parameter: the pretrained file is read only
+  for a fresh run (a workdir copied to another machine resumes)."""
+  from ptopk_patch_selection.tools import pretrain_reader  # pylint: disable=g-import-not-at-top
+  config = _config(tiny_traffic_data_dir)
+  reader = tmp_path / "reader.npz"
+  config.model.pretrained_checkpoint = str(reader)
+  pretrain_reader.ensure_pretrained(
+      config.model, settings=pretrain_reader.Settings(
+          steps=2, batch_size=4, test_patches=8), log=lambda _: None)
+  workdir = str(tmp_path / "workdir")
+  first = train.train_and_evaluate(config, workdir)
+  reader.rename(tmp_path / "moved_away.npz")
+  again = train.train_and_evaluate(config, workdir)
+  assert again == first
+  assert visualize.write_pictures(workdir, num_images=1)
+  with pytest.raises(FileNotFoundError, match="reader.npz"):
+    train.train_and_evaluate(config, str(tmp_path / "fresh"))

@@ -33,6 +33,15 @@ of any patch model), and "selection overhead" is PatchNet's time over it.
       --sizes=512,1024,2048,4096 --max_time_size=4096  # the paper's range
 
 writes benchmarks/results/model_speed_inference.{json,md,png}.
+
+`--megapixel_mnist` times the train step at 1500 px with the paper-scale
+Megapixel MNIST model (configs/megapixel_mnist.py: ResNet-18, K=10 patches of
+50 px, scorer at 1/6, 500 noise samples, mean aggregator) against ResNet-18
+on the whole image:
+
+  python -m benchmarks.model_speed --megapixel_mnist
+
+writes benchmarks/results/model_speed_megapixel_mnist.{json,md}.
 """
 
 import os
@@ -48,6 +57,7 @@ import optax
 
 from benchmarks import common
 from configs import default
+from configs import megapixel_mnist
 from ptopk_patch_selection import models
 from ptopk_patch_selection.models import feature_networks
 
@@ -73,6 +83,10 @@ _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 500,
                                     "Perturbed Top-K samples.")
 _BATCH = flags.DEFINE_integer("batch", 2, "Batch size.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed steps per model.")
+_MEGAPIXEL_MNIST = flags.DEFINE_bool(
+    "megapixel_mnist", False, "Train mode at 1500 px with the model of "
+    "configs/megapixel_mnist.py (k, patch size, downscale, feature network, "
+    "noise samples, mean aggregator); writes model_speed_megapixel_mnist.")
 
 DEFAULTS = {"train": (["512", "1024", "2048", "4096"], "resnet18"),
             "inference": (["256", "512", "1024"], "resnet50")}
@@ -84,11 +98,29 @@ def _sizes_and_network():
           _FEATURE_NETWORK.value or network)
 
 
+def _use_megapixel_mnist_model() -> None:
+  """Sets the model flags to the paper-scale Megapixel MNIST config's."""
+  config = megapixel_mnist.get_config()
+  model = config.model
+  size = config.dataset.image_size[0]
+  flags.FLAGS.sizes = [str(size)]
+  flags.FLAGS.max_time_size = size
+  flags.FLAGS.feature_network = model.feature_network
+  flags.FLAGS.k = model.k
+  flags.FLAGS.patch_size = model.patch_size
+  flags.FLAGS.downscale = model.downscale
+  flags.FLAGS.num_samples = model.perturbed.num_samples
+
+
+def _aggregator() -> str:
+  return "mean" if _MEGAPIXEL_MNIST.value else "max"
+
+
 def _model(name, selection, size):
   config = default.get_config().model
   config.update(name=name, feature_network=_sizes_and_network()[1], k=_K.value,
                 patch_size=_PATCH_SIZE.value, downscale=_DOWNSCALE.value,
-                aggregator="max", selection=selection)
+                aggregator=_aggregator(), selection=selection)
   config.perturbed.num_samples = _NUM_SAMPLES.value
   return models.create_model(config, num_classes=10, image_size=(size, size))
 
@@ -137,6 +169,10 @@ def _ratio(whole, patch):
 
 def main(argv):
   del argv
+  if _MEGAPIXEL_MNIST.value:
+    if _MODE.value != "train":
+      raise app.UsageError("--megapixel_mnist measures the train step only.")
+    _use_megapixel_mnist_model()
   sizes, network = _sizes_and_network()
   if _MODE.value == "inference":
     results = run_inference(
@@ -163,7 +199,9 @@ def main(argv):
       logging.info("%s", rows[-1])
 
   header = (f"Train step (fwd+bwd) of PatchNet ({network}, "
-            f"k={_K.value} patches of {_PATCH_SIZE.value} px) against "
+            f"k={_K.value} patches of {_PATCH_SIZE.value} px, scorer at "
+            f"1/{_DOWNSCALE.value}, {_NUM_SAMPLES.value} noise samples, "
+            f"{_aggregator()} aggregator) against "
             f"{network} on the whole image, batch "
             f"{_BATCH.value}, {jax.devices()[0].device_kind}; ratios are "
             "whole / PatchNet.")
@@ -179,7 +217,9 @@ def main(argv):
     table += (f"\n\nNot timed (memory only): sizes {skipped} > "
               f"--max_time_size={_MAX_TIME_SIZE.value}.")
   print(header + "\n" + table)
-  path = common.write_results("model_speed", {
+  name = "model_speed_megapixel_mnist" if _MEGAPIXEL_MNIST.value else (
+      "model_speed")
+  path = common.write_results(name, {
       "flags": {name: flags.FLAGS[name].value for name in (
           "max_time_size", "selections", "k", "patch_size", "downscale",
           "num_samples", "batch", "repeats")} | {

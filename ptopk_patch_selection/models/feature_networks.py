@@ -185,8 +185,8 @@ def feature_network(name: str, resnet_stem: str = "standard",
   """A fresh feature network by name (one of FEATURE_NETWORKS).
 
   `resnet_stem` and `stem_gradient` are the ResNets' `stem` (RESNET_STEMS)
-  and `stem_gradient` (STEM_GRADIENTS); others have no stem to set, so
-  anything but the defaults is an error for them.
+  and `stem_gradient` (STEM_GRADIENTS). Other networks ignore `resnet_stem`
+  (as before); a `stem_gradient` other than "xla" is an error for them.
   """
   if name not in FEATURE_NETWORKS:
     raise ValueError(f"Unknown feature network {name!r}; expected one of "

@@ -4,7 +4,8 @@
 
 Experiment configs import this module and override a few fields; with
 `lock_config=True` a misspelt override fails at once. Defaults follow the
-paper's traffic-sign experiment (../shared/reference/released_code.md, 2.2).
+paper's traffic-sign experiment (the authors' released trafficsigns_topk
+config; docs/differences.md lists where this project departs from it).
 """
 
 import ml_collections
@@ -61,7 +62,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.perturbed.gradient = "exact"  # "exact", "diagonal"
   config.model.perturbed.noise = "normal"  # "normal", "gumbel"
   # "none" (the paper), "leave_one_out", "antithetic", or "conditional":
-  # unbiased like "none", with far less noise when d is large (README).
+  # unbiased like "none", with far less noise when d is large
+  # (docs/operator.md).
   config.model.perturbed.variance_reduction = "conditional"
   config.model.perturbed.chunk_size = 16
   # Selections per example whose losses give the scorer's gradient with
@@ -154,12 +156,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.decay_at_steps = ()  # piecewise: multiply by decay_factor at these
   config.decay_factor = 0.1
   config.num_train_steps = 70_000
+  # bfloat16 scorer, reader and aggregator (float32 parameters, Top-K,
+  # BatchNorm statistics and loss): for GPUs and TPUs; slow on CPUs.
+  config.half_precision = False
 
   # Logging, evaluation and checkpoints.
   config.log_every_steps = 50
   config.eval_every_steps = 1000
   config.checkpoint_every_steps = 5000
-  config.max_nonfinite_steps = 10  # consecutive skipped steps before stopping
+  config.max_nonfinite_steps = 10  # skipped (non-finite) steps before stopping
   config.num_image_summaries = 4
   # Experiment configs may change these fields but not add new ones.
   config.lock()

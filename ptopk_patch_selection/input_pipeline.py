@@ -23,7 +23,7 @@ of `config.eval_batch_size`; rows past the end are zero padding with
 mask False, so every example counts exactly once over all processes.
 
 Batches are dicts of numpy arrays (L = local batch size):
-  image     float32 (L, h, w, 3): [0, 1]; "cub": [-1, 1]; the "traffic"
+  image     float32 (L, h, w, c): [0, 1]; "cub": [-1, 1]; the "traffic"
             colour augmentation maps [0, 1] to [b, a + b] (no clipping).
   label     int32 (L,)
   mask      bool (L,): False for eval padding (always True in training)
@@ -32,7 +32,8 @@ Batches are dicts of numpy arrays (L = local batch size):
   box_mask  bool (L, max_objects)
   is_target bool (L, max_objects): the object that decides the label
 The last three only for datasets with an `objects` feature (the synthetic
-ones).
+ones). c is the channel count of the dataset's image feature: 1 for
+megapixel_mnist, else 3.
 
 Augmentation (`config.dataset.augmentation`, training only except cub):
   traffic  : zero-pad `pad_pixels` and crop back (a random translation), then
@@ -168,9 +169,9 @@ def _write_image(pixels: np.ndarray, aug: _Augmentation,
   (dy, dx). Then an optional horizontal flip.
 
   Args:
-    pixels: uint8 (H, W, 3).
+    pixels: uint8 (H, W, c).
     aug: translation, colour and flip parameters.
-    out: float32 (h, w, 3) destination.
+    out: float32 (h, w, c) destination.
   """
   h, w = out.shape[:2]
   top = (pixels.shape[0] - h) // 2 + aug.dy
@@ -202,6 +203,7 @@ class InputPipeline:
     train_size: examples in the train split.
     eval_size: examples in the eval split.
     image_size: (h, w) of the batches.
+    channels: c of the batches' images (the dataset's: 1 or 3).
     local_batch_size: training rows per process.
     local_eval_batch_size: eval rows per process.
     num_eval_batches: eval batches per pass (the last one padded).
@@ -243,6 +245,7 @@ class InputPipeline:
           f"{data.name} has {self.num_classes} classes but "
           f"config.dataset.num_classes is {data.num_classes}.")
     self.has_objects = "objects" in features
+    self.channels = features["image"].shape[-1] or 3
     self.train_size = len(self._train)
     self.eval_size = len(self._eval)
     self.image_size = tuple(data.image_size)
@@ -257,13 +260,15 @@ class InputPipeline:
         prefetch_buffer_size=data.prefetch_batches)
 
   def _decode(self, record: dict[str, Any]) -> np.ndarray:
-    """(H, W, 3) pixels in [0, 255] of a record: uint8, or for "cub" resized
+    """(H, W, c) pixels in [0, 255] of a record: uint8, or for "cub" resized
     (float32 with cub_resize="tf_float")."""
     data = record["image"]
     if data[:2] == b"\xff\xd8":  # JPEG: the fast DCT is ~1.5x faster
-      pixels = tf.io.decode_jpeg(data, channels=3, dct_method="INTEGER_FAST")
+      pixels = tf.io.decode_jpeg(data, channels=self.channels,
+                                 dct_method="INTEGER_FAST")
     else:
-      pixels = tf.io.decode_image(data, channels=3, expand_animations=False)
+      pixels = tf.io.decode_image(data, channels=self.channels,
+                                  expand_animations=False)
     pixels = pixels.numpy()
     if self._data.augmentation == "cub":
       size = (self._data.resize, self._data.resize)
@@ -283,7 +288,7 @@ class InputPipeline:
     """Decodes and augments `source[i]` for each i (None: a padding row)."""
     n, (h, w) = len(indices), self.image_size
     batch = {
-        "image": np.empty((n, h, w, 3), np.float32),
+        "image": np.empty((n, h, w, self.channels), np.float32),
         "label": np.zeros((n,), np.int32),
         "mask": np.array([i is not None for i in indices]),
     }

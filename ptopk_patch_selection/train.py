@@ -17,8 +17,11 @@ parameters, BatchNorm statistics and optimiser state, and a restored run
 continues exactly as an uninterrupted one.
 
 A step whose loss or gradient is not finite is not applied (parameters and
-optimiser state stay as they were) and is counted; after
-`config.max_nonfinite_steps` such steps in a row the run stops with an error.
+optimiser state stay as they were) and is counted in the state; the logged
+train averages are over the applied steps only, with the window's skipped
+count beside them (`train_skipped_steps`). The host reads each step's count
+while the next step runs (no extra wait) and the run stops with an error at
+the step where `config.max_nonfinite_steps` steps have been skipped in all.
 No non-finite value is ever checkpointed.
 """
 
@@ -61,19 +64,43 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
-  nonfinite_steps: jax.Array  # consecutive skipped steps
+  nonfinite_steps: jax.Array  # skipped steps since the run began
+
+
+def _applied_average(name: str):
+  """Average of the step output `name` over the steps that were applied
+  (output "applied" True); NaN for a window with none."""
+
+  @flax.struct.dataclass
+  class AppliedAverage(metrics.Average):
+
+    @classmethod
+    def from_model_output(cls, **outputs):
+      return super().from_model_output(jnp.reshape(outputs[name], (1,)),
+                                       mask=jnp.reshape(outputs["applied"],
+                                                        (1,)))
+  return AppliedAverage
+
+
+@flax.struct.dataclass
+class _Count(metrics.Average):
+  """The sum of a 0/1 step output over the window, not its mean."""
+
+  def compute(self) -> jax.Array:
+    return self.total
 
 
 @flax.struct.dataclass
 class TrainMetrics(metrics.Collection):
-  loss: metrics.Average.from_output("loss")
-  cross_entropy: metrics.Average.from_output("cross_entropy")
-  accuracy: metrics.Average.from_output("accuracy")
-  entropy: metrics.Average.from_output("entropy")
+  loss: _applied_average("loss")
+  cross_entropy: _applied_average("cross_entropy")
+  accuracy: _applied_average("accuracy")
+  entropy: _applied_average("entropy")
+  gradient_norm: _applied_average("gradient_norm")
   sigma: metrics.LastValue.from_output("sigma")
   learning_rate: metrics.LastValue.from_output("learning_rate")
-  gradient_norm: metrics.Average.from_output("gradient_norm")
-  skipped_steps: metrics.Average.from_output("skipped")
+  skipped_steps: _Count.from_output("skipped")
+  skipped_total: metrics.LastValue.from_output("skipped_total")
 
 
 def sigma_at(config: ml_collections.ConfigDict, step: jax.Array) -> jax.Array:
@@ -152,10 +179,11 @@ class Trainer:
   """The model, optimiser and jitted steps of one experiment."""
 
   def __init__(self, config: ml_collections.ConfigDict, num_classes: int,
-               mesh: Mesh):
+               mesh: Mesh, channels: int = 3):
     self.config = config
     self.num_classes = num_classes
     self.image_size = tuple(config.dataset.image_size)
+    self.channels = channels  # of the input images
     self.model = models.create_model(config.model, num_classes=num_classes,
                                      image_size=self.image_size)
     # Models that select patches say where their candidates lie.
@@ -167,7 +195,8 @@ class Trainer:
     self.sharded = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
     self.train_step = jax.jit(self._train_step, donate_argnums=(0,),
                               out_shardings=self.replicated)
-    self.eval_step = jax.jit(self._eval_step, out_shardings=self.replicated)
+    self.eval_step = jax.jit(self._eval_step, out_shardings=self.replicated,
+                             static_argnames="with_pictures")
 
   def create_state(self) -> TrainState:
     """A fresh state with the pretrained feature network, if configured."""
@@ -190,7 +219,8 @@ class Trainer:
   def _initial_state(self) -> TrainState:
     """Randomly initialised state, replicated over the mesh."""
     def init():
-      images = jnp.zeros((1,) + self.image_size + (3,), jnp.float32)
+      images = jnp.zeros((1,) + self.image_size + (self.channels,),
+                         jnp.float32)
       rngs = step_rngs(self.config, 0) | {
           "params": jax.random.key(self.config.seed)}
       variables = self.model.init(rngs, images, train=False)
@@ -216,10 +246,23 @@ class Trainer:
     return {key: jax.make_array_from_process_local_data(self.sharded, value)
             for key, value in local_batch.items()}
 
+  def _apply(self, params, batch_stats, images, **kwargs):
+    """model.apply; with config.half_precision in bfloat16 (parameters and
+    images cast, float32 kept where the model keeps it: the Top-K, the
+    BatchNorm statistics)."""
+    if self.config.half_precision:
+      params = jax.tree.map(
+          lambda x: x.astype(jnp.bfloat16)
+          if jnp.issubdtype(x.dtype, jnp.floating) else x, params)
+      images = images.astype(jnp.bfloat16)
+    return self.model.apply({"params": params, "batch_stats": batch_stats},
+                            images, **kwargs)
+
   def _loss(self, params, batch_stats, batch, rngs, sigma):
-    (logits, aux), updates = self.model.apply(
-        {"params": params, "batch_stats": batch_stats}, batch["image"],
-        train=True, sigma=sigma, rngs=rngs, mutable=["batch_stats"])
+    (logits, aux), updates = self._apply(
+        params, batch_stats, batch["image"], train=True, sigma=sigma,
+        rngs=rngs, mutable=["batch_stats"])
+    logits = logits.astype(jnp.float32)  # the loss in float32
     model_loss, per_example = self.model.loss(logits, aux, batch["label"])
     # The regulariser maximises the entropy of softmax(raw scores).
     loss = model_loss - self.config.entropy_regularizer * aux.entropy
@@ -228,7 +271,12 @@ class Trainer:
     return loss, (outputs, updates.get("batch_stats", {}))
 
   def _train_step(self, state: TrainState, batch):
-    """One optimiser step; not applied if anything is non-finite."""
+    """One optimiser step; not applied if anything is non-finite.
+
+    The metrics carry `skipped_total` (the state's `nonfinite_steps`
+    after this step), which the host can still read once the state has
+    been donated to the next step.
+    """
     sigma = sigma_at(self.config, state.step)
     grad_fn = jax.value_and_grad(self._loss, has_aux=True)
     (loss, (outputs, batch_stats)), grads = grad_fn(
@@ -247,15 +295,20 @@ class Trainer:
         params=keep_if_finite(params, state.params),
         batch_stats=keep_if_finite(batch_stats, state.batch_stats),
         opt_state=keep_if_finite(opt_state, state.opt_state),
-        nonfinite_steps=jnp.where(finite, 0, state.nonfinite_steps + 1))
+        nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
     step_metrics = TrainMetrics.single_from_model_output(
         loss=loss, sigma=sigma, gradient_norm=gradient_norm,
-        learning_rate=self.learning_rate_fn(state.step),
-        skipped=1.0 - finite.astype(jnp.float32), **outputs)
+        learning_rate=self.learning_rate_fn(state.step), applied=finite,
+        skipped=1.0 - finite.astype(jnp.float32),
+        skipped_total=new_state.nonfinite_steps, **outputs)
     return new_state, step_metrics
 
-  def _eval_step(self, state: TrainState, batch, batch_index):
+  def _eval_step(self, state: TrainState, batch, batch_index,
+                 with_pictures: bool = False):
     """Sums over the valid rows of one eval batch, and picture data.
+
+    The pictures ({} unless `with_pictures`) are cut to
+    `config.num_image_summaries` rows before they leave the devices.
 
     Random draws at evaluation (random patches, perturbed Top-K with
     `sigma_eval`, or the current training sigma when it is unset) depend on
@@ -264,10 +317,10 @@ class Trainer:
     """
     sigma = (sigma_at(self.config, state.step)
              if self.config.sigma_eval is None else self.config.sigma_eval)
-    logits, aux = self.model.apply(
-        {"params": state.params, "batch_stats": state.batch_stats},
-        batch["image"], train=False, sigma=sigma,
-        rngs=step_rngs(self.config, batch_index, stream=1))
+    logits, aux = self._apply(
+        state.params, state.batch_stats, batch["image"], train=False,
+        sigma=sigma, rngs=step_rngs(self.config, batch_index, stream=1))
+    logits = logits.astype(jnp.float32)
     mask = batch["mask"].astype(jnp.float32)
     labels = batch["label"]
     _, per_example = self.model.loss(logits, aux, labels)
@@ -280,7 +333,7 @@ class Trainer:
       covered, has_target = _coverage(aux, batch, self.grid)
       sums.update(covered=covered.sum(), with_target=has_target.sum())
     # The model's output says what to draw; {} draws nothing.
-    pictures = aux.pictures()
+    pictures = aux.pictures() if with_pictures else {}
     if pictures:
       pictures.update(image=batch["image"], label=labels,
                       prediction=logits.argmax(-1))
@@ -293,15 +346,20 @@ class Trainer:
 
   def evaluate(self, state: TrainState,
                pipeline: input_pipeline.InputPipeline):
-    """Metrics over the whole eval split, and the first batch's pictures."""
-    totals, first_pictures = None, None
+    """Metrics over the whole eval split, and the first batch's pictures.
+
+    The sums stay on the devices until the last batch is queued, so reading
+    the next batch overlaps the current one's evaluation.
+    """
+    totals, first_pictures = None, {}
     for batch_index, batch in enumerate(pipeline.eval_batches()):
       sums, pictures = self.eval_step(state, self.global_batch(batch),
-                                      batch_index)
-      sums = jax.device_get(sums)
-      totals = sums if totals is None else jax.tree.map(np.add, totals, sums)
-      if first_pictures is None:
-        first_pictures = jax.device_get(pictures)
+                                      batch_index,
+                                      with_pictures=batch_index == 0)
+      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+      if batch_index == 0:
+        first_pictures = pictures
+    totals, first_pictures = jax.device_get((totals, first_pictures))
     count = max(float(totals["count"]), 1.0)
     results = {"loss": float(totals["loss"]) / count,
                "accuracy": float(totals["correct"]) / count,
@@ -326,16 +384,21 @@ def write_eval_picture(writer: metric_writers.MetricWriter, step: int,
   return path
 
 
-def _check_finite(state: TrainState, config: ml_collections.ConfigDict,
-                  step: int) -> None:
-  skipped = int(jax.device_get(state.nonfinite_steps))
-  if skipped:
-    logging.warning("Step %d: %d step(s) in a row had a non-finite loss or "
-                    "gradient and were skipped.", step, skipped)
+def _check_skipped(skipped_total: metrics.LastValue,
+                   config: ml_collections.ConfigDict, step: int) -> None:
+  """Stops the run once `config.max_nonfinite_steps` steps were skipped.
+
+  Args:
+    skipped_total: the `skipped_total` metric of train step `step` (reading
+      it waits for that step only).
+    config: the run's config.
+    step: the number of steps done after that step.
+  """
+  skipped = int(skipped_total.compute())
   if skipped >= config.max_nonfinite_steps:
     raise FloatingPointError(
-        f"{skipped} consecutive training steps (up to step {step}) had a "
-        "non-finite loss or gradient (config.max_nonfinite_steps="
+        f"{skipped} training steps (up to step {step}) had a non-finite loss "
+        "or gradient and were skipped (config.max_nonfinite_steps="
         f"{config.max_nonfinite_steps}). Lower the learning rate or check "
         "the data; the last checkpoint holds the last finite state.")
 
@@ -351,11 +414,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   workdir = os.path.abspath(workdir)
   is_chief = jax.process_index() == 0
   mesh = Mesh(np.array(jax.devices()), (DATA_AXIS,))
-  # The model validates its fields before any data is read.
-  trainer = Trainer(config, config.dataset.num_classes, mesh)
   pipeline = input_pipeline.create_datasets(
       config, process_index=jax.process_index(),
       process_count=jax.process_count())
+  trainer = Trainer(config, pipeline.num_classes, mesh, pipeline.channels)
   writer = metric_writers.create_default_writer(workdir,
                                                 just_logging=not is_chief)
   manager = checkpoints.manager(workdir)
@@ -374,18 +436,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   pictures_dir = os.path.join(workdir, workdir_files.PICTURES_FOLDER)
   train_metrics, results = None, {}
   batches = pipeline.train_batches(first_step)
+  previous = None  # (steps done, skipped_total) of the step before this one
   for step in range(first_step, total):
     with jax.profiler.StepTraceAnnotation("train", step_num=step):
       state, step_metrics = trainer.train_step(
           state, trainer.global_batch(next(batches)))
+    if previous is not None:  # this step is queued while the last is read
+      _check_skipped(previous[1], config, previous[0])
     train_metrics = (step_metrics if train_metrics is None else
                      train_metrics.merge(step_metrics))
     done = step + 1
+    previous = (done, step_metrics.skipped_total)
     report_progress(done)
     last = done == total
     if done % config.log_every_steps == 0 or last:
-      _check_finite(state, config, done)
       values = train_metrics.compute()
+      if values["skipped_steps"]:
+        logging.warning("Steps up to %d: %d step(s) had a non-finite loss or "
+                        "gradient and were skipped.", done,
+                        int(values["skipped_steps"]))
       writer.write_scalars(done, {f"train_{name}": value
                                   for name, value in values.items()})
       train_metrics = None
@@ -406,7 +475,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
       if is_chief:
         print(console.evaluation_line(done, results), flush=True)
     if done % config.checkpoint_every_steps == 0 or last:
-      _check_finite(state, config, done)
+      _check_skipped(step_metrics.skipped_total, config, done)
       with report_progress.timed("checkpoint"):
         manager.save(done, args=ocp.args.StandardSave(state))
   manager.wait_until_finished()

@@ -42,7 +42,8 @@ def write_pictures(workdir: str, num_images: int,
   config.eval_batch_size = num_images * jax.device_count()
   pipeline = input_pipeline.create_datasets(config)
   trainer = train.Trainer(config, pipeline.num_classes,
-                          Mesh(np.array(jax.devices()), (train.DATA_AXIS,)))
+                          Mesh(np.array(jax.devices()), (train.DATA_AXIS,)),
+                          pipeline.channels)
   manager = checkpoints.manager(workdir)
   if manager.latest_step() is None:
     raise errors.MissingFileError(
@@ -50,7 +51,8 @@ def write_pictures(workdir: str, num_images: int,
         f"ptopk_patch_selection.main --workdir={workdir} ...).")
   state = trainer.restore_or_create_state(manager, set_aside_unreadable=False)
   _, pictures = trainer.eval_step(
-      state, trainer.global_batch(pipeline.eval_batch(0)), 0)
+      state, trainer.global_batch(pipeline.eval_batch(0)), 0,
+      with_pictures=True)
   pictures = jax.device_get(pictures)
   if not pictures:
     raise errors.ConfigError(f"model.name={config.model.name!r} selects "

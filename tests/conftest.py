@@ -13,6 +13,23 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
+def pytest_collection_modifyitems(config, items):
+  """Deselects the tests marked `install` unless -m names that marker.
+
+  They install packages from the package index into a new virtual
+  environment: `./run.sh test -m install` runs them. Deselected, not
+  skipped, so that a default run ends with no skips.
+  """
+  if "install" in (config.getoption("markexpr") or ""):
+    return
+  kept, deselected = [], []
+  for item in items:
+    (deselected if item.get_closest_marker("install") else kept).append(item)
+  if deselected:
+    config.hook.pytest_deselected(items=deselected)
+    items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def tiny_traffic_data_dir(tmp_path_factory) -> str:
   """synthetic_traffic_signs/tiny (16 train, 8 test, 128x128), built once."""

@@ -126,8 +126,63 @@ def test_corrupt_image_names_the_file_and_leaves_nothing(tmp_path, name,
   assert f"Download {url}" in str(error.value)
   builder = tfds.builder(name, data_dir=str(tmp_path / "tfds"))
   assert not builder.is_prepared()
-  with pytest.raises(Exception):
-    tfds.data_source(name, split="train", data_dir=str(tmp_path / "tfds"))
+  # download=False: else TFDS tries to build it again from its default
+  # (empty) manual folder, and fails for that reason instead.
+  with pytest.raises(KeyError, match="has not been generated yet"):
+    tfds.data_source(name, split="train", data_dir=str(tmp_path / "tfds"),
+                     download=False)
+
+
+def _assert_one_line(error, *parts):
+  message = str(error.value)
+  assert "\n" not in message, message
+  for part in parts:
+    assert part in message, message
+
+
+@pytest.mark.parametrize("annotations, problem", [
+    ("", "has no annotation line: expected one '<file name>:<signs>' line "
+     "per image."),
+    ("\n  \n", "has no annotation line"),
+    # Both images are dropped by the ATS filter: blurred, then side-road 50.
+    ("1277381630Image000004.jpg:BLURRED, 1000.90, 387.77, 941.73, 333.81, "
+     "PROHIBITORY, 50_SIGN;\n"
+     "1277381640Image000011.jpg:SIDE_ROAD, 500.03, 300.00, 470.10, 270.51, "
+     "PROHIBITORY, 70_SIGN;\n",
+     "None of the 2 images of {path} passes the 'ats' filter: expected "
+     "images with no sign or with a VISIBLE 50_SIGN, 70_SIGN or 80_SIGN."),
+], ids=["empty", "blank lines", "all filtered out"])
+def test_a_split_with_no_example_names_its_annotation_file(
+    tmp_path, annotations, problem):
+  manual = _copy_dummy(tmp_path, "traffic_signs")
+  path = manual / "Set1" / "annotations.txt"
+  path.write_text(annotations)
+  with pytest.raises(errors.BadFileError) as error:
+    _build("traffic_signs", tmp_path / "tfds", manual)
+  _assert_one_line(error, str(path), problem.format(path=path),
+                   f"Download {traffic_signs.URL}/Set1/annotations.txt into "
+                   f"{manual / 'Set1'}/.")
+  assert "No examples were yielded" not in str(error.value)
+  assert not tfds.builder("traffic_signs",
+                          data_dir=str(tmp_path / "tfds")).is_prepared()
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("traffic_signs", "expected Set1/annotations.txt, Set1/Set1Part0.zip, "
+     "Set2/annotations.txt, Set2/Set2Part0.zip from "
+     f"{traffic_signs.URL}/ there."),
+    ("billiard", f"expected billiard.tar.xz from {billiard.URL}, or its "
+     "extracted train/, valid/ and test/ folders there."),
+])
+def test_an_empty_manual_folder_is_named_in_one_line(tmp_path, name,
+                                                     expected):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  with pytest.raises(errors.MissingFileError) as error:
+    _build(name, tmp_path / "tfds", manual)
+  _assert_one_line(error, f"{manual} is missing or empty: {expected}")
+  with pytest.raises(errors.MissingFileError, match="is missing or empty"):
+    _build(name, tmp_path / "tfds", tmp_path / "nowhere")
 
 
 def test_billiard_reads_the_tar_xz_archive(tmp_path):

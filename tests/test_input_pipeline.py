@@ -145,17 +145,45 @@ def test_translation_and_colour_augmentation():
   np.testing.assert_allclose(out, pixels[:, ::-1] / 255.0, rtol=1e-6)
 
 
+def _content_shift(moved, still, pad):
+  """The (dy, dx) with moved[y, x] == still[y + dy, x + dx] wherever both
+  are inside the image, among |dy|, |dx| <= pad; asserts there is one."""
+  h, w = still.shape[:2]
+  found = [(dy, dx)
+           for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1)
+           if np.array_equal(
+               moved[max(-dy, 0):h - max(dy, 0), max(-dx, 0):w - max(dx, 0)],
+               still[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)])]
+  assert len(found) == 1, found
+  return found[0]
+
+
 def test_boxes_follow_the_translation(data_dir):
-  config = _config(data_dir)
-  pipeline = input_pipeline.create_datasets(config)
-  plain = input_pipeline.create_datasets(_config(data_dir, pad_pixels=0,
-                                                 color_probability=0.0))
-  moved, still = pipeline.train_batch(0), plain.train_batch(0)
-  np.testing.assert_array_equal(moved["label"], still["label"])
-  assert not np.array_equal(moved["boxes"], still["boxes"])
-  size = (moved["boxes"][..., 2:] - moved["boxes"][..., :2])
-  visible = moved["box_mask"] & (size.min(axis=-1) > 0.1)
-  assert visible.any()
+  """Each box moves by the offset that moved the image's pixels."""
+  pad = 8
+  pipeline = input_pipeline.create_datasets(
+      _config(data_dir, pad_pixels=pad, color_probability=0.0))
+  plain = input_pipeline.create_datasets(
+      _config(data_dir, pad_pixels=0, color_probability=0.0))
+  shifts = []
+  for step in range(2):
+    moved, still = pipeline.train_batch(step), plain.train_batch(step)
+    np.testing.assert_array_equal(moved["label"], still["label"])
+    h, w = moved["image"].shape[1:3]
+    for row in range(len(moved["image"])):
+      dy, dx = _content_shift(moved["image"][row], still["image"][row], pad)
+      shifts.append((dy, dx))
+      objects = still["box_mask"][row]
+      assert objects.any()
+      # A box corner at normalised (y, x) now lies at (y - dy / h, x - dx / w),
+      # clipped to the image.
+      expected = np.clip(still["boxes"][row][objects] -
+                         np.array([dy / h, dx / w] * 2), 0.0, 1.0)
+      np.testing.assert_allclose(moved["boxes"][row][objects], expected,
+                                 atol=1e-6)
+      np.testing.assert_array_equal(moved["is_target"][row],
+                                    still["is_target"][row])
+  assert any(dy and dx for dy, dx in shifts)  # the test saw real moves
 
 
 def _build_tool(data_dir) -> subprocess.CompletedProcess:
@@ -249,8 +277,9 @@ def test_cub_records_keep_their_images_encoded():
   with _fake_cub():
     _, source = input_pipeline._open_split(
         cub.get_config().dataset.name, "train", "unused", "unused")
-  assert isinstance(source[0]["image"], bytes)
-  assert isinstance(source[0]["segmentation_mask"], bytes)
+  # The encoded files as stored: a JPEG and a PNG, not pixel arrays.
+  assert source[0]["image"][:3] == b"\xff\xd8\xff"
+  assert source[0]["segmentation_mask"][:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _find_crop(image, pixels):

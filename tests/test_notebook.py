@@ -7,6 +7,7 @@ import pathlib
 
 import nbclient
 import nbformat
+import pytest
 
 import test_metrics_io
 
@@ -30,6 +31,7 @@ def _text_outputs(notebook):
                  if cell.cell_type == "code" for output in cell.outputs)
 
 
+@pytest.mark.slow
 def test_notebook_runs_on_a_logged_workdir(tmp_path):
   """Every cell runs (a failing cell raises); plots and pictures appear."""
   workdir = tmp_path / "workdir"

@@ -77,3 +77,82 @@ def test_lr_scales_multiply_the_update_of_matching_parameters(optimizer):
 def test_bad_lr_scales_name_the_field(scales):
   with pytest.raises(ValueError, match="lr_scales entry"):
     _one_step(optimizer="sgd", lr_scales=scales)
+
+
+def _learning_rates(steps, **overrides):
+  config = default.get_config()
+  config.update(learning_rate=0.2, **overrides)
+  learning_rate_fn = optimizers.create_learning_rate_fn(config)
+  return [float(learning_rate_fn(step)) for step in steps]
+
+
+def test_cosine_schedule_warms_up_to_the_peak_then_decays_to_zero():
+  """100 steps, 10 of warmup: linear 0 -> 0.2 over steps 0-10, then half a
+  cosine over the 90 others (half way at step 55)."""
+  np.testing.assert_allclose(
+      _learning_rates([0, 5, 10, 55, 100], schedule="cosine",
+                      num_train_steps=100, warmup_ratio=0.1),
+      [0.0, 0.1, 0.2, 0.1, 0.0], atol=1e-7)
+  # No warmup: the peak at step 0.
+  np.testing.assert_allclose(
+      _learning_rates([0, 50], schedule="cosine", num_train_steps=100,
+                      warmup_ratio=0.0), [0.2, 0.1], atol=1e-7)
+
+
+def test_piecewise_schedule_decays_exactly_at_the_given_steps():
+  np.testing.assert_allclose(
+      _learning_rates(range(8), schedule="piecewise", num_train_steps=8,
+                      warmup_ratio=0.0, decay_at_steps=(3, 6),
+                      decay_factor=0.5),
+      [0.2, 0.2, 0.2, 0.1, 0.1, 0.1, 0.05, 0.05], rtol=1e-6)
+  # A warmup over 2 of 8 steps scales the same steps by 0, 1/2, then 1.
+  np.testing.assert_allclose(
+      _learning_rates(range(5), schedule="piecewise", num_train_steps=8,
+                      warmup_ratio=0.25, decay_at_steps=(3,),
+                      decay_factor=0.5),
+      [0.0, 0.1, 0.2, 0.1, 0.1], rtol=1e-6)
+
+
+def _after_one_step(params, gradients, **overrides):
+  """params after one step at a constant rate of 0.5; by default of plain
+  SGD (no momentum, no weight decay, no clipping)."""
+  config = default.get_config()
+  config.update(optimizer="sgd", learning_rate=0.5, momentum=0.0,
+                weight_decay=0.0, gradient_clip=0.0, schedule="piecewise",
+                warmup_ratio=0.0, num_train_steps=4)
+  config.update(overrides)
+  optimizer = optimizers.create_optimizer(
+      config, optimizers.create_learning_rate_fn(config))
+  params = {"w": jnp.asarray(params, jnp.float32)}
+  updates, _ = optimizer.update(
+      {"w": jnp.asarray(gradients, jnp.float32)}, optimizer.init(params),
+      params)
+  return np.asarray(params["w"] + updates["w"])
+
+
+def test_gradient_clip_clips_each_element_to_its_value():
+  """clip 0.1: gradients 10, -10, 0.03 act as 0.1, -0.1, 0.03 (lr 0.5)."""
+  np.testing.assert_allclose(
+      _after_one_step([1.0, 1.0, 1.0], [10.0, -10.0, 0.03], gradient_clip=0.1),
+      [1.0 - 0.05, 1.0 + 0.05, 1.0 - 0.015], rtol=1e-6)
+  np.testing.assert_allclose(  # 0 disables the clipping
+      _after_one_step([1.0], [10.0], gradient_clip=0.0), [1.0 - 5.0],
+      rtol=1e-6)
+
+
+def test_sgd_weight_decay_moves_parameters_toward_zero():
+  """L2 decay 0.1 with a zero gradient: w -= 0.5 * 0.1 * w, either sign."""
+  np.testing.assert_allclose(
+      _after_one_step([2.0, -2.0], [0.0, 0.0], weight_decay=0.1), [1.9, -1.9],
+      rtol=1e-6)
+  # The decay is added after the clipping: not clipped to 0.1 itself.
+  np.testing.assert_allclose(
+      _after_one_step([20.0], [0.0], weight_decay=0.1, gradient_clip=0.1), [19.0],
+      rtol=1e-6)
+
+
+def test_adamw_weight_decay_moves_parameters_toward_zero():
+  """Decoupled and scaled by the rate: a zero gradient gives -lr * wd * w."""
+  np.testing.assert_allclose(
+      _after_one_step([2.0, -2.0], [0.0, 0.0], optimizer="adamw",
+                weight_decay=0.1), [1.9, -1.9], rtol=1e-6)

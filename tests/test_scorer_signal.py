@@ -77,6 +77,7 @@ def _covered_after_training(train_patches: str, reader) -> float:
   return run["coverage"][-1]
 
 
+@pytest.mark.slow
 def test_the_chosen_mode_moves_the_scorer_onto_the_deciding_sign(
     reader_that_reads):
   """The default's soft patches find the coded square among look-alikes

@@ -14,6 +14,7 @@ import contextlib
 import inspect
 import io
 import os
+import pathlib
 
 from absl import logging
 from etils import epath
@@ -59,6 +60,23 @@ def _absl_verbosity(level: int):
     yield
   finally:
     logging.set_verbosity(before)
+
+
+def manual_dir(dl_manager: tfds.download.DownloadManager,
+               expected: str) -> pathlib.Path:
+  """`dl_manager.manual_dir`; a missing or empty one stops in one line.
+
+  TFDS's own error there is an AssertionError followed by the download
+  instructions over several lines; this one names the folder and says
+  `expected`, what should be in it.
+  """
+  try:
+    return pathlib.Path(dl_manager.manual_dir)
+  except AssertionError:
+    folder = getattr(dl_manager, "_manual_dir", None) or "The manual folder"
+    raise errors.MissingFileError(
+        f"{folder} is missing or empty: expected {expected} there."
+    ) from None
 
 
 def download_instructions(builder: tfds.core.DatasetBuilder,

@@ -126,7 +126,9 @@ class Billiard(base.ProjectBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    manual_dir = pathlib.Path(dl_manager.manual_dir)
+    manual_dir = base.manual_dir(
+        dl_manager, f"{ARCHIVE} from {URL}, or its extracted train/, valid/ "
+        "and test/ folders")
     archive = manual_dir / ARCHIVE
     if archive.exists():
       root = _extract(archive, pathlib.Path(dl_manager.download_dir))

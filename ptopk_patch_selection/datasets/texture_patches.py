@@ -17,9 +17,9 @@ a period wide), its phase at random, its two greys at least `MIN_CONTRAST`
 apart; the disc's radius is 0.15-0.45 of the patch side. It is not the
 embedded default's task (no scenes, no ring signs, other classes, several
 periods and orientations): it teaches a reader to tell fine textures apart,
-the way ImageNet pretraining teaches the CUB reader to see (README, learning
-section). Examples are pure functions of (seed, split, index) and labels
-cycle with the index (balanced classes).
+the way ImageNet pretraining teaches the CUB reader to see
+(docs/learning.md). Examples are pure functions of (seed, split, index) and
+labels cycle with the index (balanced classes).
 """
 
 import numpy as np

@@ -219,7 +219,9 @@ class TrafficSigns(base.ProjectBuilder):
     )
 
   def _split_generators(self, dl_manager):
-    manual_dir = pathlib.Path(dl_manager.manual_dir)
+    manual_dir = base.manual_dir(dl_manager, ", ".join(
+        f"{folder}/{f}" for folder, archive in SPLITS.values()
+        for f in ("annotations.txt", archive)) + f" from {URL}/")
     for folder, archive in SPLITS.values():
       set_dir = manual_dir / folder
       if not (set_dir / "annotations.txt").exists():
@@ -236,10 +238,26 @@ class TrafficSigns(base.ProjectBuilder):
 
   def _generate_examples(self, set_dir: pathlib.Path, archive: str):
     read = _image_reader(set_dir, archive)
-    for name, signs, has_misc in parse_annotations(set_dir / "annotations.txt"):
-      config = self.builder_config
+    path = set_dir / "annotations.txt"
+    annotations = parse_annotations(path)
+    config = self.builder_config
+    kept = 0
+    for name, signs, has_misc in annotations:
       label = label_of(signs, has_misc, config.misc_only_is_empty,
                        config.first_in_order)
       if label is None:
         continue
+      kept += 1
       yield name, {"image": read(name), "label": label, "file_name": name}
+    # Else TFDS stops with 'No examples were yielded', naming no file.
+    if not annotations:
+      raise errors.BadFileError(
+          f"{path} has no annotation line: expected one "
+          f"'<file name>:<signs>' line per image. "
+          f"{_download_hint(set_dir, path.name)}")
+    if not kept:
+      raise errors.BadFileError(
+          f"None of the {len(annotations)} images of {path} passes the "
+          f"{config.name!r} filter: expected images with no sign or with a "
+          "VISIBLE 50_SIGN, 70_SIGN or 80_SIGN. "
+          f"{_download_hint(set_dir, path.name)}")

@@ -2,11 +2,12 @@
 # Licensed under the Apache License, Version 2.0.
 """The released code's formulations, written here from their description.
 
-These are the baselines that benchmarks compare against (see
-../shared/reference/released_code.md, sections 3.2 and 5.5). They are not part
-of the library: they keep the (S, k, d) one-hot samples as residuals, compute
-only the diagonal term of the gradient, and extract soft patches with a scan
-over every candidate position.
+These are the baselines that benchmarks compare against: the released
+lib/ops/perturbed_topk.py and the soft extraction of
+lib/layers/sample_patches.py (docs/operator.md, docs/differences.md). They
+are not part of the library: they keep the (S, k, d) one-hot samples as
+residuals, compute only the diagonal term of the gradient, and extract soft
+patches with a scan over every candidate position.
 """
 
 import functools

@@ -57,8 +57,9 @@ from ptopk_patch_selection.models import scorer
 READER_PARAMS = r"^(feature_network|aggregator|head)/"
 
 # The scorer phase's departure from configs/synthetic.py: sigma starts at
-# 0.5, the setting the README's table was measured with (the default starts
-# at 0.1, which the reader needs from scratch; README, learning section).
+# 0.5, the setting its table in docs/benchmarks.md was measured with (the
+# default starts at 0.1, which the reader needs from scratch;
+# docs/learning.md).
 SCORER_PHASE = (("sigma", 0.5),)
 
 # Overrides of that setting (soft patches, the exact conditional gradient,

@@ -18,14 +18,14 @@ signs, other classes, periods and orientations) and writes PRETRAINED_READER.
 From random initialisation (`configs/synthetic.py:scratch`) whether a seed
 learns within 500 steps is a lottery: the reader cannot read before the
 scorer finds the signs, and the scorer gets no signal before the reader
-reads (README, learning section, has both tables).
+reads (docs/learning.md has both tables).
 
 Differences from the paper's traffic config, chosen for a short CPU run:
 smaller images and K, the thin ResNet-18 (the ATS network learned far more
 slowly on this budget), 100 noise samples, sigma 0.1 decaying to 0, edge
 padding of the patches, lr 1e-3, the paper's non-overlapping 8x8 score
-windows (the 16x16 "edge" windows put the top-k on one sign: README,
-learning section), and no entropy regulariser (0.01 learns as well here).
+windows (the 16x16 "edge" windows put the top-k on one sign:
+docs/learning.md), and no entropy regulariser (0.01 learns as well here).
 At sigma 0.5 (on scores in [0, 1]) each soft patch blends many candidates
 and, from scratch, the reader sees the codes too faint to learn from.
 The digits scenes (synthetic_traffic_signs/small) are the hard variant.

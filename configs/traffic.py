@@ -23,7 +23,7 @@ Run:
 Variants (`--config=configs/traffic.py:VARIANT`):
   random    random patches instead of the scorer (baseline);
   sinkhorn  the optimal-transport Top-K of the appendix as released
-            (targets 0..k, fixed eps 1e-4, 2000 iterations; see README);
+            (targets 0..k, fixed eps 1e-4, 2000 iterations; docs/operator.md);
   diagonal  the released code's (biased) gradient, for comparison;
   paper     Table 6's schedule instead of the released one: 100k steps,
             cosine decay, no warmup.

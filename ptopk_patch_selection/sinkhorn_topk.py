@@ -28,7 +28,7 @@ Two forms (`form`):
     1..k lie above every score; neighbouring targets are k times further
     apart, so the converged plan is harder for the same epsilon, but 2000
     fixed-epsilon iterations at 1e-4 stop far from convergence
-    (benchmarks/topk_op.py, README).
+    (benchmarks/topk_op.py, docs/operator.md).
 
 Gradient (both forms): implicit differentiation of the optimality conditions
 rather than unrolling the iterations. Unrolling 2000 iterations would keep

@@ -2,6 +2,8 @@
 # Licensed under the Apache License, Version 2.0.
 """Tests of the benchmark helpers (not of timings: those are never asserted)."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -23,6 +25,38 @@ def test_update_readme_replaces_only_marked_blocks(tmp_path):
   updated = update_readme.update(text, str(tmp_path))
   assert "| new |" in updated and "old" not in updated
   assert "kept" in updated and updated.startswith("intro\n")
+
+
+def test_update_pages_updates_the_docs_page_that_shows_a_table(tmp_path):
+  results = tmp_path / "results"
+  results.mkdir()
+  (results / "learning.md").write_text(
+      "| new |\n\n![curves](benchmarks/results/learning.png)\n")
+  (tmp_path / "docs").mkdir()
+  page = tmp_path / "docs" / "learning.md"
+  page.write_text("# Learning\n<!-- results:learning -->\nold\n"
+                  "<!-- /results:learning -->\nafter\n")
+  readme = tmp_path / "README.md"
+  readme.write_text("no tables here\n")
+  changed = update_readme.update_pages(str(tmp_path), str(results))
+  assert changed == ["docs/learning.md"]
+  text = page.read_text()
+  assert "| new |" in text and "old" not in text
+  assert text.startswith("# Learning\n") and text.endswith("after\n")
+  # The results' root-relative picture is rebased onto the docs page.
+  assert "](../benchmarks/results/learning.png)" in text
+  assert readme.read_text() == "no tables here\n"
+  # A second run finds nothing to change.
+  assert update_readme.update_pages(str(tmp_path), str(results)) == []
+
+
+def test_every_results_block_is_in_one_page_and_has_its_results():
+  shown = update_readme.shown_blocks()
+  assert "topk_op" in shown and "learning" in shown
+  for name, pages in shown.items():
+    assert len(pages) == 1, f"results:{name} is in {pages}"
+    assert os.path.exists(os.path.join(common.RESULTS_DIR, f"{name}.md")), (
+        f"results:{name} is shown but benchmarks/results/{name}.md is missing")
 
 
 def test_markdown_table_formats_floats():
@@ -131,15 +165,29 @@ def test_model_speed_inference_writes_json_and_png(tmp_path):
   written = json.loads((tmp_path / "speed.json").read_text())
   assert [row["size"] for row in written["rows"]] == [64, 80]
   timed, untimed = written["rows"]
-  assert timed["selection_overhead"] > 0 and timed["speedup"] > 0
+  # The ratios are of the right times, the right way round.
+  patch, whole = timed["patchnet"], timed["whole_image"]
+  assert timed["speedup"] == pytest.approx(whole["time_s"] / patch["time_s"])
+  assert timed["selection_overhead"] == pytest.approx(
+      patch["time_s"] / timed["features_time_s"])
+  assert patch["samples_per_s"] == pytest.approx(1 / patch["time_s"])  # b=1
+  for row in (timed, untimed):
+    assert row["memory_ratio"] == pytest.approx(
+        row["whole_image"]["program_mb"] / row["patchnet"]["program_mb"])
+  # Above max_time_size only the memory is measured.
   assert untimed["patchnet"]["time_s"] is None
-  assert untimed["patchnet"]["program_mb"] > 0
+  assert untimed["whole_image"]["time_s"] is None
+  assert untimed["speedup"] is None and untimed["selection_overhead"] is None
+  # The whole image's program grows with the image.
+  assert (untimed["whole_image"]["program_mb"] >
+          timed["whole_image"]["program_mb"])
   assert written["not_timed_sizes"] == [80]
   assert (tmp_path / "speed.png").read_bytes()[:4] == b"\x89PNG"
   assert "selection overhead" in (tmp_path / "speed.md").read_text()
   assert results["png"] == str(tmp_path / "speed.png")
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("fast_compile")
 def test_step_cost_times_every_part_against_the_train_step(tmp_path):
   import json  # pylint: disable=g-import-not-at-top
@@ -158,11 +206,69 @@ def test_step_cost_times_every_part_against_the_train_step(tmp_path):
       "reader forward", "reader + parameter gradient",
       "reader + parameter and patch gradient", "stem input gradient",
       "the same by 4 stride-1 convolutions", "stem max-pool backward"]
-  assert all(row["seconds"] > 0 for row in rows)
+  for row in rows:  # every part as a fraction of the plain train step
+    assert row["fraction"] == pytest.approx(row["seconds"] /
+                                            rows[0]["seconds"])
   assert rows[0]["fraction"] == 1.0
-  assert rows[3]["fraction"] == pytest.approx(rows[3]["seconds"] /
-                                              rows[0]["seconds"])
   assert "| train step |" in (tmp_path / "step_cost.md").read_text()
   config.model.feature_network = "ats_traffic"
   with pytest.raises(ValueError, match="the stem rows need a ResNet"):
     step_cost.run(config, repeats=1, results_dir=str(tmp_path))
+
+
+@pytest.mark.usefixtures("fast_compile")
+def test_topk_peers_give_figures_or_a_reason(monkeypatch):
+  """Every peer row has its figures or says why not; norm ratios are scale."""
+  from benchmarks import topk_op  # pylint: disable=g-import-not-at-top
+
+  # pylint: disable=protected-access
+  def missing():
+    raise topk_op._NotInstalled(topk_op.OTT_MISSING)
+
+  # As without the [benchmark] extra (and fast: OTT compiles slowly).
+  monkeypatch.setattr(topk_op, "_ott_soft_sort", missing)
+  k, num_samples = 2, 8
+  ours = topk_op._operator("exact, conditional", k, num_samples,
+                           jax.random.key(1))
+  # pylint: enable=protected-access
+
+  def doubled(s):  # the same forward, twice the gradient
+    y = ours(s)
+    return 2 * y - jax.lax.stop_gradient(y)
+
+  extra = {"ours, gradient x2": dict(build=lambda: doubled, output="slots",
+                                     note="test"),
+           "ours as a mask": dict(build=lambda: lambda s: ours(s).sum(1),
+                                  output="mask", note="test")}
+  rows = topk_op.benchmark_peers(
+      dict(batch=2, image_size=(24, 32), grid=(3, 4), k=k),
+      num_samples=num_samples, examples=2, reference_samples=4000,
+      patch_size=8, repeats=1, extra_peers=extra)
+  by_name = {row["peer"]: row for row in rows}
+  specs = topk_op.peer_specs(k, num_samples, jax.random.key(1))
+  assert set(by_name) == set(specs) | set(extra)
+  for row in rows:
+    if row["output"] in ("floor", "forward"):
+      assert row["time_s"] > 0 and row["reason"] is None, row
+    elif row["reason"] is None:  # all figures
+      assert all(row[field] is not None for field in (
+          "time_s", "temp_mb", "cosine", "norm_ratio", "mask_distance")), row
+      assert (row["distance"] is None) == (row["output"] == "mask"), row
+    else:
+      assert row["reason"].strip(), row
+  for name, row in by_name.items():
+    if name.startswith("ott"):
+      assert row["reason"] == "not installed: pip install ott-jax"
+  mine, scaled = by_name[topk_op.OURS], by_name["ours, gradient x2"]
+  assert abs(mine["norm_ratio"] - 1) < 0.1 and mine["cosine"] > 0.9
+  assert abs(scaled["norm_ratio"] - 1) > 0.1
+  assert scaled["cosine"] == pytest.approx(mine["cosine"])
+  mask = by_name["ours as a mask"]
+  assert mask["mask_distance"] == pytest.approx(mine["mask_distance"])
+  assert mask["reason"] is None and mask["cosine"] is not None
+  assert by_name["straight-through (softmax)"]["distance"] < 1e-6
+  assert by_name["straight-through (softmax)"]["mask_distance"] < 1e-6
+  assert by_name[topk_op.FLOOR]["x_floor"] == 1
+  table = topk_op.peers_table({"tiny": rows})
+  assert "| tiny | ours, exact conditional |" in table
+  assert "**not installed: pip install ott-jax**" in table

@@ -5,6 +5,7 @@
 #                            SEED=... to change the config's seed)
 #   ./run.sh test [ARGS]     set up, run the test suite (ARGS go to pytest)
 #   ./run.sh bench [NAMES]   set up, run the benchmarks in benchmarks/ (all, or the named ones)
+#   ./run.sh setup           set up only (the virtual environment)
 # Any other arguments are passed to `python -m ptopk_patch_selection.main`.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -54,8 +55,10 @@ run_tests() {
   # One pytest-xdist worker per core (ARGS may override: -n 0 runs in this
   # process); modules marked xdist_group keep their shared fixture on one.
   # pytest exits 5 when it collects nothing; that is a failure here too.
+  # --durations=15 lists the slowest; -m "not slow" leaves out the tests
+  # marked slow, -m install runs the install test (left out otherwise).
   local rc=0
-  "$PYTHON" -m pytest -n auto --dist loadgroup "$@" || rc=$?
+  "$PYTHON" -m pytest -n auto --dist loadgroup --durations=15 "$@" || rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "[run.sh] pytest collected no tests: failing" >&2
   fi
@@ -71,7 +74,8 @@ run_benchmarks() {
     echo "[run.sh] benchmark $name"
     "$PYTHON" -m "benchmarks.$name"
     if [ "$name" = model_speed ]; then
-      # The paper's speed plot (inference), at the sizes the README shows.
+      # The paper's speed plot (inference), at the sizes docs/benchmarks.md
+      # shows.
       "$PYTHON" -m benchmarks.model_speed --mode=inference \
         --sizes=256,512,1024,2048,4096 --max_time_size=2048
       # The paper-scale Megapixel MNIST model's train step at 1500 px.
@@ -101,6 +105,7 @@ setup
 case "${1:-}" in
   test) shift; run_tests "$@" ;;
   bench) shift; run_benchmarks "$@" ;;
+  setup) ;;
   "") train_default ;;
   *) "$PYTHON" -m ptopk_patch_selection.main "$@" ;;
 esac

@@ -11,7 +11,10 @@ import time
 import jax
 import ml_collections
 
-RESULTS_DIR = os.path.join(os.path.dirname(__file__), "results")
+# $PTOPK_BENCHMARK_RESULTS redirects every table (benchmarks/accelerator.py
+# keeps an accelerator's tables apart from the CPU ones).
+RESULTS_DIR = os.environ.get("PTOPK_BENCHMARK_RESULTS") or os.path.join(
+    os.path.dirname(__file__), "results")
 
 
 def compile_and_time(fn, *args, repeats: int = 3):

@@ -40,7 +40,8 @@ from ptopk_patch_selection import train
 _VARIANT = flags.DEFINE_string("variant", "", "configs/megapixel_mnist.py "
                                "variant: '' (paper scale) or 'cpu'.")
 _BATCHES = flags.DEFINE_integer("batches", 10, "Eval batches per pass.")
-_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed passes per loop.")
+_REPEATS = flags.DEFINE_integer("repeats", 3, "Timed passes per loop.",
+                                allow_override=True)  # as topk_op's
 _DATA_DIR = flags.DEFINE_string("data_dir", "data/tfds", "Built datasets.")
 
 

@@ -414,6 +414,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   workdir = os.path.abspath(workdir)
   is_chief = jax.process_index() == 0
   mesh = Mesh(np.array(jax.devices()), (DATA_AXIS,))
+  # The model's fields fail before any data is read (building it is cheap:
+  # no parameters); the Trainer then takes the channels from the data.
+  models.create_model(config.model, num_classes=config.dataset.num_classes,
+                      image_size=config.dataset.image_size)
   pipeline = input_pipeline.create_datasets(
       config, process_index=jax.process_index(),
       process_count=jax.process_count())

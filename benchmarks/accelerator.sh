@@ -26,7 +26,7 @@ case "$mode" in
   dry-run)
     ./run.sh setup
     python="${VENV:-.venv}/bin/python"
-    set -- --dry_run "$@" ;;
+    set -- --dry_run --budget_s=1800 "$@" ;;
   *)
     export VENV="${VENV:-.venv-accelerator}"
     constraints=$(mktemp)

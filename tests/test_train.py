@@ -350,6 +350,7 @@ def _poison_train_steps(monkeypatch, steps):
                       train_batch)
 
 
+@pytest.mark.slow
 def test_a_nonfinite_step_is_skipped_and_left_out_of_the_averages(
     tiny_traffic_data_dir, tmp_path, monkeypatch):
   _poison_train_steps(monkeypatch, {2})
@@ -364,6 +365,7 @@ def test_a_nonfinite_step_is_skipped_and_left_out_of_the_averages(
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(params))
 
 
+@pytest.mark.slow
 def test_skipped_steps_stop_the_run_at_the_limit_even_when_not_in_a_row(
     tiny_traffic_data_dir, tmp_path, monkeypatch):
   """Every other step is non-finite: the third skipped one (step 6 of 10)
@@ -603,6 +605,7 @@ def test_coverage_counts_a_selected_patch_over_the_target_centre():
   np.testing.assert_array_equal(has_target, [1, 1, 1, 0, 0, 1, 1])
 
 
+@pytest.mark.slow
 def test_half_precision_reads_in_bfloat16_and_selects_in_float32(
     tiny_traffic_data_dir):
   """config.half_precision: the reader computes in bfloat16, the Top-K's

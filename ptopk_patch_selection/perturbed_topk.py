@@ -279,43 +279,38 @@ _perturbed_topk.defvjp(_forward, _backward)
 
 
 def check_options(*, num_samples: int, gradient: str, noise: str,
-                  variance_reduction: str, chunk_size: int = 16,
-                  field_prefix: str = "") -> None:
-  """Raises ValueError on options that are unknown or contradict each other.
-
-  The message names each field involved, after `field_prefix` (a config
-  path such as "model.perturbed.").
-  """
-  p = field_prefix
+                  variance_reduction: str, chunk_size: int = 16) -> None:
+  """Raises ValueError on options that are unknown or contradict each other;
+  the message names each field involved."""
   if chunk_size < 1:
-    raise ValueError(f"{p}chunk_size={chunk_size} must be at least 1.")
+    raise ValueError(f"chunk_size={chunk_size} must be at least 1.")
   if gradient not in GRADIENTS:
-    raise ValueError(f"{p}gradient={gradient!r} is not one of {GRADIENTS}.")
+    raise ValueError(f"gradient={gradient!r} is not one of {GRADIENTS}.")
   if noise not in NOISES:
-    raise ValueError(f"{p}noise={noise!r} is not one of {NOISES}.")
+    raise ValueError(f"noise={noise!r} is not one of {NOISES}.")
   if variance_reduction not in VARIANCE_REDUCTIONS:
-    raise ValueError(f"{p}variance_reduction={variance_reduction!r} is not "
+    raise ValueError(f"variance_reduction={variance_reduction!r} is not "
                      f"one of {VARIANCE_REDUCTIONS}.")
   if (gradient == "diagonal" and
       variance_reduction not in DIAGONAL_VARIANCE_REDUCTIONS):
     raise ValueError(
-        f"{p}gradient='diagonal' ignores {p}variance_reduction="
+        "gradient='diagonal' ignores variance_reduction="
         f"{variance_reduction!r}; use one of {DIAGONAL_VARIANCE_REDUCTIONS}.")
   if variance_reduction == "antithetic" and noise != "normal":
-    raise ValueError(f"{p}variance_reduction='antithetic' needs "
-                     f"{p}noise='normal' (Gumbel noise is not symmetric).")
+    raise ValueError("variance_reduction='antithetic' needs noise='normal' "
+                     "(Gumbel noise is not symmetric).")
   minimum = 2 if variance_reduction != "none" else 1
   if num_samples < minimum:
-    raise ValueError(f"{p}num_samples={num_samples} must be at least "
-                     f"{minimum} with {p}variance_reduction="
+    raise ValueError(f"num_samples={num_samples} must be at least "
+                     f"{minimum} with variance_reduction="
                      f"{variance_reduction!r}.")
   antithetic = variance_reduction == "antithetic"
   if chunk_size_used(num_samples, chunk_size, antithetic) is None:
     wanted = min(chunk_size, num_samples)
     raise ValueError(
-        f"{p}num_samples={num_samples} has no "
+        f"num_samples={num_samples} has no "
         f"{'even ' if antithetic else ''}divisor between "
-        f"{(wanted + 1) // 2} and {p}chunk_size={chunk_size}: it would be "
+        f"{(wanted + 1) // 2} and chunk_size={chunk_size}: it would be "
         "drawn in far smaller chunks (more sequential steps) than asked. "
         f"Use a num_samples with such a divisor (e.g. "
         f"{max(wanted, num_samples // wanted * wanted)}) or another "

@@ -16,6 +16,7 @@ from ptopk_patch_selection import models
 from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
 from ptopk_patch_selection import score_function
+from ptopk_patch_selection.models import aggregators
 from ptopk_patch_selection.models import patchnet
 from ptopk_patch_selection.models import selection
 
@@ -625,10 +626,25 @@ def _patchnet(**fields):
      "train_patches='sampled' acts on a perturbed selection"),
     (dict(selection="random"), "selection_eval='hard' would evaluate"),
     (dict(patch_dropout=1.0), "patch_dropout=1.0"),
+    (dict(patch_dropout=0.5, selection="hard", selection_eval="hard"),
+     "patch_dropout=0.5 would be ignored with selection='hard'"),
+    (dict(train_patches="score_function", hard_topk_probability=0.5),
+     "must be 0 with train_patches='score_function'"),
+    (dict(train_patches="score_function", loss_samples=1),
+     "loss_samples=1 must be >= 2"),
 ])
 def test_a_directly_built_patchnet_checks_its_own_fields(fields, message):
   with pytest.raises(ValueError, match=re.escape(message)):
     _patchnet(**fields)
+
+
+def test_the_scorer_and_transformer_check_their_fields_when_built():
+  """Before any call: a model built directly fails where it is defined."""
+  with pytest.raises(ValueError, match=re.escape("padding='same'")):
+    models.Scorer(padding="same")
+  with pytest.raises(ValueError, match=re.escape(
+      "num_heads=3 must divide hidden_size=16")):
+    aggregators.TransformerAggregator(num_heads=3, hidden_size=16)
 
 
 @pytest.mark.parametrize("fields,message", [

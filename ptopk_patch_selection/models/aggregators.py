@@ -96,11 +96,17 @@ class TransformerAggregator(nn.Module):
   dropout: float = 0.1
   pooling: str = "sum"
 
+  def __post_init__(self):
+    if self.pooling not in POOLINGS:
+      raise ValueError(f"pooling={self.pooling!r} is not one of {POOLINGS}.")
+    if self.hidden_size % self.num_heads:
+      raise ValueError(f"num_heads={self.num_heads} must divide "
+                       f"hidden_size={self.hidden_size}.")
+    super().__post_init__()
+
   @nn.compact
   def __call__(self, embeddings: jax.Array, indicators: jax.Array, *,
                train: bool) -> jax.Array:
-    if self.pooling not in POOLINGS:
-      raise ValueError(f"pooling={self.pooling!r} is not one of {POOLINGS}.")
     x = embeddings + nn.Dense(embeddings.shape[-1], name="position_encoding")(
         indicators.astype(embeddings.dtype))
     if x.shape[-1] != self.hidden_size:

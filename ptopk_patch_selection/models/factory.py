@@ -29,15 +29,13 @@ The paper's experiments and the `config.model` fields that select them:
 from __future__ import annotations
 
 from collections.abc import Sequence
+import re
 from typing import Any, TYPE_CHECKING
 
 import flax.linen as nn
 
 from ptopk_patch_selection import errors
 from ptopk_patch_selection import locations
-from ptopk_patch_selection import patches as patches_lib
-from ptopk_patch_selection import perturbed_topk as ptopk
-from ptopk_patch_selection import sinkhorn_topk
 from ptopk_patch_selection.models import aggregators
 from ptopk_patch_selection.models import feature_networks
 from ptopk_patch_selection.models import ntsnet
@@ -87,51 +85,67 @@ def _feature_network(config: ml_collections.ConfigDict) -> nn.Module:
                              f"model.resnet_stem={stem!r}: {e}") from e
 
 
-def _topk(config: ml_collections.ConfigDict, k: int,
-          num_patches: int) -> selection.TopK:
-  """Top-K options, validated against d = num_patches candidates."""
-  _check(1 <= k <= num_patches,
-         f"model.k={k} must be between 1 and the number of candidate "
-         f"patches ({num_patches}).")
-  methods = (_choice(config, "selection", selection.SELECTIONS),
-             _choice(config, "selection_eval", selection.SELECTIONS))
-  if "sinkhorn" in methods:
-    _check(k < num_patches, f"model.k={k} must be below the number of "
-           f"candidate patches ({num_patches}) for Sinkhorn selection.")
-    _check(config.sinkhorn.epsilon > 0,
-           f"model.sinkhorn.epsilon={config.sinkhorn.epsilon} must be > 0.")
-  _choice(config, "sinkhorn.form", sinkhorn_topk.FORMS)
-  perturbed = config.perturbed
-  try:  # the operator's own check, with the config's field names
-    ptopk.check_options(
-        num_samples=perturbed.num_samples, gradient=perturbed.gradient,
-        noise=perturbed.noise,
-        variance_reduction=perturbed.variance_reduction,
-        chunk_size=perturbed.chunk_size, field_prefix="model.perturbed.")
+# Module fields whose config path is not model.<field>.
+_TOPK_PATHS = {"num_samples": "perturbed.num_samples",
+               "gradient": "perturbed.gradient", "noise": "perturbed.noise",
+               "variance_reduction": "perturbed.variance_reduction",
+               "chunk_size": "perturbed.chunk_size",
+               "sinkhorn_epsilon": "sinkhorn.epsilon",
+               "sinkhorn_iterations": "sinkhorn.num_iterations",
+               "sinkhorn_form": "sinkhorn.form"}
+_PATCHNET_PATHS = {"loss_samples": "perturbed.loss_samples"}
+_NTSNET_PATHS = {"communication": "ntsnet.communication",
+                 "part_size": "ntsnet.part_size", "dropout": "ntsnet.dropout",
+                 "aggregation": "ntsnet.aggregation",
+                 "padding": "patch_padding"}
+_SCORER_PATHS = {"use_se": "scorer_has_se", "padding": "scorer_padding"}
+_TRANSFORMER_PATHS = {name: "transformer." + name for name in (
+    "num_layers", "num_heads", "hidden_size", "dropout", "pooling")}
+
+
+def _build(constructor, paths: dict[str, str], **fields):
+  """constructor(**fields), whose own checks raise ValueError naming its
+  fields, with those names turned into config paths for a ConfigError
+  ("name=" -> "model.<path>="; `paths` where it is not model.<name>)."""
+  try:
+    return constructor(**fields)
   except ValueError as e:
-    raise errors.ConfigError(str(e)) from None
-  _choice(config, "normalization", selection.NORMALIZATIONS)
-  return selection.TopK(
-      k=k, num_samples=perturbed.num_samples, gradient=perturbed.gradient,
-      noise=perturbed.noise, variance_reduction=perturbed.variance_reduction,
-      chunk_size=perturbed.chunk_size,
-      sinkhorn_epsilon=config.sinkhorn.epsilon,
-      sinkhorn_iterations=config.sinkhorn.num_iterations,
-      sinkhorn_form=config.sinkhorn.form)
+    names = "|".join(sorted(set(fields) | set(paths), key=len, reverse=True))
+    message = re.sub(rf"(?<![\w.])({names})=",
+                     lambda m: f"model.{paths.get(m[1], m[1])}=", str(e))
+    raise errors.ConfigError(message) from None
 
 
 def _selection_fields(config: ml_collections.ConfigDict,
                       num_patches: int) -> dict[str, Any]:
-  """The selection fields PatchNet and NTS-Net share, validated."""
-  return dict(topk=_topk(config, config.k, num_patches),
-              selection=config.selection,
+  """The selection fields PatchNet and NTS-Net share, with the Top-K for
+  d = num_patches candidates."""
+  k = config.k
+  _check(1 <= k <= num_patches,
+         f"model.k={k} must be between 1 and the number of candidate "
+         f"patches ({num_patches}).")
+  _check(k < num_patches or "sinkhorn" not in (config.selection,
+                                               config.selection_eval),
+         f"model.k={k} must be below the number of candidate patches "
+         f"({num_patches}) for Sinkhorn selection.")
+  perturbed = config.perturbed
+  topk = _build(
+      selection.TopK, _TOPK_PATHS, k=k, num_samples=perturbed.num_samples,
+      gradient=perturbed.gradient, noise=perturbed.noise,
+      variance_reduction=perturbed.variance_reduction,
+      chunk_size=perturbed.chunk_size,
+      sinkhorn_epsilon=config.sinkhorn.epsilon,
+      sinkhorn_iterations=config.sinkhorn.num_iterations,
+      sinkhorn_form=config.sinkhorn.form)
+  return dict(topk=topk, selection=config.selection,
               selection_eval=config.selection_eval,
               normalization=config.normalization,
               normalization_epsilon=config.normalization_epsilon)
 
 
 def _patchnet(config, num_classes, image_size) -> patchnet_lib.PatchNet:
-  """PatchNet from config.model, validated."""
+  """PatchNet from config.model; the geometry is checked against the image
+  here, every other field by the modules themselves."""
   h, w = image_size
   _check(isinstance(config.downscale, int) and config.downscale >= 1,
          f"model.downscale={config.downscale!r} must be an integer >= 1.")
@@ -142,57 +156,29 @@ def _patchnet(config, num_classes, image_size) -> patchnet_lib.PatchNet:
   _check(1 <= config.patch_size <= min(h, w),
          f"model.patch_size={config.patch_size} must be between 1 and the "
          f"image's smaller side ({h}x{w}).")
-  selection_fields = _selection_fields(config, grid[0] * grid[1])
-  _check(config.selection != "random" or config.selection_eval == "random",
-         f"model.selection='random' trains no scorer, so "
-         f"model.selection_eval={config.selection_eval!r} would evaluate an "
-         "untrained one: set model.selection_eval='random' (random patches "
-         "at evaluation too).")
-  for field in ("hard_topk_probability", "random_patch_probability"):
-    _check(0.0 <= config[field] <= 1.0,
-           f"model.{field}={config[field]} must be in [0, 1].")
-  train_patches = _choice(config, "train_patches", patchnet_lib.TRAIN_PATCHES)
-  _check(train_patches == "soft" or config.selection == "perturbed",
-         f"model.train_patches={train_patches!r} acts on a perturbed "
-         f"selection; with model.selection={config.selection!r} it would be "
-         "ignored: use model.train_patches='soft' or "
-         "model.selection='perturbed'.")
-  if train_patches == "score_function":
-    _check(config.perturbed.loss_samples >= 2,
-           f"model.perturbed.loss_samples={config.perturbed.loss_samples} "
-           "must be >= 2 with train_patches='score_function' (leave-one-out "
-           "baseline).")
-    _check(config.hard_topk_probability == config.random_patch_probability
-           == 0, "model.hard_topk_probability and "
-           "model.random_patch_probability must be 0 with "
-           "train_patches='score_function'.")
-  _check_patch_dropout(config)
-  aggregator_name = _choice(config, "aggregator", aggregators.AGGREGATORS)
   transformer = config.transformer
-  if aggregator_name == "transformer":
-    _choice(config, "transformer.pooling", aggregators.POOLINGS)
-    _check(transformer.hidden_size % transformer.num_heads == 0,
-           f"model.transformer.num_heads={transformer.num_heads} must divide"
-           f" model.transformer.hidden_size={transformer.hidden_size}.")
-  return patchnet_lib.PatchNet(
+  if config.aggregator == "transformer":
+    aggregator = _build(
+        aggregators.TransformerAggregator, _TRANSFORMER_PATHS,
+        num_layers=transformer.num_layers, num_heads=transformer.num_heads,
+        hidden_size=transformer.hidden_size, dropout=transformer.dropout,
+        pooling=transformer.pooling)
+  else:
+    aggregator = aggregators.aggregator(
+        _choice(config, "aggregator", aggregators.AGGREGATORS))
+  return _build(
+      patchnet_lib.PatchNet, _PATCHNET_PATHS,
       num_classes=num_classes, k=config.k, patch_size=config.patch_size,
       downscale=config.downscale,
-      scorer=scorer_lib.Scorer(
-          use_se=config.scorer_has_se,
-          padding=_choice(config, "scorer_padding",
-                          scorer_lib.SCORER_PADDINGS)),
+      scorer=_build(scorer_lib.Scorer, _SCORER_PATHS,
+                    use_se=config.scorer_has_se,
+                    padding=config.scorer_padding),
       feature_network=_feature_network(config),
-      aggregator=aggregators.aggregator(
-          aggregator_name, num_layers=transformer.num_layers,
-          num_heads=transformer.num_heads,
-          hidden_size=transformer.hidden_size, dropout=transformer.dropout,
-          pooling=transformer.pooling),
-      **selection_fields,
-      patch_padding=_choice(config, "patch_padding",
-                            patches_lib.PADDING_MODES),
-      soft_extractor=_choice(config, "soft_extractor",
-                             tuple(patchnet_lib.SOFT_EXTRACTORS)),
-      patch_grid=_choice(config, "patch_grid", patchnet_lib.PATCH_GRIDS),
+      aggregator=aggregator,
+      **_selection_fields(config, grid[0] * grid[1]),
+      patch_padding=config.patch_padding,
+      soft_extractor=config.soft_extractor,
+      patch_grid=config.patch_grid,
       append_position=config.append_position,
       hard_topk_probability=config.hard_topk_probability,
       random_patch_probability=config.random_patch_probability,
@@ -201,39 +187,18 @@ def _patchnet(config, num_classes, image_size) -> patchnet_lib.PatchNet:
       patch_dropout=config.patch_dropout)
 
 
-def _check_patch_dropout(config: ml_collections.ConfigDict) -> None:
-  """model.patch_dropout is in [0, 1) and acts on soft training patches."""
-  rate = config.patch_dropout
-  _check(0.0 <= rate < 1.0, f"model.patch_dropout={rate} must be in [0, 1).")
-  if rate == 0:
-    return
-  _check(config.selection not in selection.HARD_SELECTIONS,
-         f"model.patch_dropout={rate} would be ignored with model.selection="
-         f"{config.selection!r}: hard training patches are cut by index. Set "
-         "model.patch_dropout=0 or a soft selection.")
-  _check(not (config.selection == "perturbed" and
-              config.train_patches == "score_function"),
-         f"model.patch_dropout={rate} would be ignored with "
-         "model.train_patches='score_function': its training patches are cut "
-         "by index. Set model.patch_dropout=0 or another train_patches.")
-
-
 def _ntsnet(config, num_classes, image_size) -> ntsnet.NTSNet:
-  """NTS-Net from config.model, validated."""
+  """NTS-Net from config.model; its modules check their own fields."""
   _choice(config, "feature_network", feature_networks.STRIDE_32_NETWORKS)
   nts = config.ntsnet
-  _check(nts.part_size >= 1,
-         f"model.ntsnet.part_size={nts.part_size} must be >= 1.")
-  return ntsnet.NTSNet(
+  return _build(
+      ntsnet.NTSNet, _NTSNET_PATHS,
       num_classes=num_classes, k=config.k,
       backbone=_feature_network(config),
       **_selection_fields(config, ntsnet.num_anchors(image_size)),
-      communication=_choice(config, "ntsnet.communication",
-                            ntsnet.COMMUNICATIONS),
-      part_size=nts.part_size, dropout=nts.dropout,
-      aggregation=_choice(config, "ntsnet.aggregation",
-                          ntsnet.NTS_AGGREGATIONS),
-      padding=_choice(config, "patch_padding", patches_lib.PADDING_MODES))
+      communication=nts.communication, part_size=nts.part_size,
+      dropout=nts.dropout, aggregation=nts.aggregation,
+      padding=config.patch_padding)
 
 
 def create_model(model_config: ml_collections.ConfigDict, *, num_classes: int,

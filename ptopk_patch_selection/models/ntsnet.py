@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from ptopk_patch_selection import patches as patches_lib
 from ptopk_patch_selection import perturbed_topk as ptopk
 from ptopk_patch_selection.models import aggregators
 from ptopk_patch_selection.models import scorer as scorer_lib
@@ -261,6 +262,10 @@ class NTSNet(nn.Module):
                                COMMUNICATIONS)
     selection_lib.check_choice("aggregation", self.aggregation,
                                NTS_AGGREGATIONS)
+    selection_lib.check_choice("padding", self.padding,
+                               patches_lib.PADDING_MODES)
+    if self.part_size < 1:
+      raise ValueError(f"part_size={self.part_size} must be >= 1.")
     super().__post_init__()
 
   @nn.compact

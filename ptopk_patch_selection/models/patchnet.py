@@ -215,16 +215,36 @@ class PatchNet(nn.Module):
           f"train_patches={self.train_patches!r} acts on a perturbed "
           f"selection; with selection={self.selection!r} it would be "
           "ignored: use train_patches='soft' or selection='perturbed'.")
-    if self.train_patches == "score_function" and self.loss_samples < 2:
-      raise ValueError(f"loss_samples={self.loss_samples} must be >= 2 with "
-                       "train_patches='score_function'.")
     for name in ("hard_topk_probability", "random_patch_probability"):
       if not 0.0 <= getattr(self, name) <= 1.0:
         raise ValueError(f"{name}={getattr(self, name)} must be in [0, 1].")
-    if not 0.0 <= self.patch_dropout < 1.0:
-      raise ValueError(f"patch_dropout={self.patch_dropout} must be in "
-                       "[0, 1).")
+    if self.train_patches == "score_function":
+      if self.loss_samples < 2:
+        raise ValueError(f"loss_samples={self.loss_samples} must be >= 2 "
+                         "with train_patches='score_function' (leave-one-out "
+                         "baseline).")
+      if self.hard_topk_probability or self.random_patch_probability:
+        raise ValueError(
+            "hard_topk_probability and random_patch_probability must be 0 "
+            "with train_patches='score_function'.")
+    self._check_patch_dropout()
     super().__post_init__()
+
+  def _check_patch_dropout(self):
+    """patch_dropout is in [0, 1) and acts on soft training patches."""
+    rate = self.patch_dropout
+    if not 0.0 <= rate < 1.0:
+      raise ValueError(f"patch_dropout={rate} must be in [0, 1).")
+    if rate and self.selection in selection_lib.HARD_SELECTIONS:
+      raise ValueError(
+          f"patch_dropout={rate} would be ignored with selection="
+          f"{self.selection!r}: hard training patches are cut by index. Set "
+          "patch_dropout=0 or a soft selection.")
+    if rate and self.train_patches == "score_function":
+      raise ValueError(
+          f"patch_dropout={rate} would be ignored with "
+          "train_patches='score_function': its training patches are cut by "
+          "index. Set patch_dropout=0 or another train_patches.")
 
   def _sampled_straight_through(self, indicators, scores, sigma):
     """One perturbed sample's one-hots, with the gradient of `indicators`."""

@@ -84,11 +84,14 @@ class Scorer(nn.Module):
     (c (i + 1), c (j + 1)) with c = 8 * downscale (either padding)."""
     return _POOL * downscale
 
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
+  def __post_init__(self):
     if self.padding not in SCORER_PADDINGS:
       raise ValueError(f"padding={self.padding!r} is not one of "
                        f"{SCORER_PADDINGS}.")
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
     for layer, channels in enumerate(_CHANNELS):
       if self.padding == "edge":
         x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="edge")

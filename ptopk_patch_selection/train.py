@@ -394,7 +394,9 @@ def _check_skipped(skipped_total: metrics.LastValue,
     config: the run's config.
     step: the number of steps done after that step.
   """
-  skipped = int(skipped_total.compute())
+  # One step's LastValue holds the value itself as its total (count 1):
+  # reading it is a transfer of a finished buffer, no computation queued.
+  skipped = int(jax.device_get(skipped_total.total))
   if skipped >= config.max_nonfinite_steps:
     raise FloatingPointError(
         f"{skipped} training steps (up to step {step}) had a non-finite loss "
@@ -441,49 +443,51 @@ def train_and_evaluate(config: ml_collections.ConfigDict,
   train_metrics, results = None, {}
   batches = pipeline.train_batches(first_step)
   previous = None  # (steps done, skipped_total) of the step before this one
-  for step in range(first_step, total):
-    with jax.profiler.StepTraceAnnotation("train", step_num=step):
-      state, step_metrics = trainer.train_step(
-          state, trainer.global_batch(next(batches)))
-    if previous is not None:  # this step is queued while the last is read
-      _check_skipped(previous[1], config, previous[0])
-    train_metrics = (step_metrics if train_metrics is None else
-                     train_metrics.merge(step_metrics))
-    done = step + 1
-    previous = (done, step_metrics.skipped_total)
-    report_progress(done)
-    last = done == total
-    if done % config.log_every_steps == 0 or last:
-      values = train_metrics.compute()
-      if values["skipped_steps"]:
-        logging.warning("Steps up to %d: %d step(s) had a non-finite loss or "
-                        "gradient and were skipped.", done,
-                        int(values["skipped_steps"]))
-      writer.write_scalars(done, {f"train_{name}": value
-                                  for name, value in values.items()})
-      train_metrics = None
-      if is_chief:
-        print(progress.update(done, {
-            "cross_entropy": float(values["cross_entropy"]),
-            "accuracy": float(values["accuracy"]),
-            "sigma": float(values["sigma"])}), flush=True)
-    if done % config.eval_every_steps == 0 or last:
-      with report_progress.timed("eval"):
-        results, pictures = trainer.evaluate(state, pipeline)
-      writer.write_scalars(done, {f"eval_{name}": value
-                                  for name, value in results.items()})
-      if is_chief and pictures:
-        write_eval_picture(writer, done, pictures, trainer.grid,
-                           pipeline.value_range, pictures_dir)
-      logging.info("Evaluation at step %d: %s", done, results)
-      if is_chief:
-        print(console.evaluation_line(done, results), flush=True)
-    if done % config.checkpoint_every_steps == 0 or last:
-      _check_skipped(step_metrics.skipped_total, config, done)
-      with report_progress.timed("checkpoint"):
-        manager.save(done, args=ocp.args.StandardSave(state))
-  manager.wait_until_finished()
-  writer.flush()
+  try:
+    for step in range(first_step, total):
+      with jax.profiler.StepTraceAnnotation("train", step_num=step):
+        state, step_metrics = trainer.train_step(
+            state, trainer.global_batch(next(batches)))
+      if previous is not None:  # this step is queued while the last is read
+        _check_skipped(previous[1], config, previous[0])
+      train_metrics = (step_metrics if train_metrics is None else
+                       train_metrics.merge(step_metrics))
+      done = step + 1
+      previous = (done, step_metrics.skipped_total)
+      report_progress(done)
+      last = done == total
+      if done % config.log_every_steps == 0 or last:
+        values = train_metrics.compute()
+        if values["skipped_steps"]:
+          logging.warning("Steps up to %d: %d step(s) had a non-finite loss or "
+                          "gradient and were skipped.", done,
+                          int(values["skipped_steps"]))
+        writer.write_scalars(done, {f"train_{name}": value
+                                    for name, value in values.items()})
+        train_metrics = None
+        if is_chief:
+          print(progress.update(done, {
+              "cross_entropy": float(values["cross_entropy"]),
+              "accuracy": float(values["accuracy"]),
+              "sigma": float(values["sigma"])}), flush=True)
+      if done % config.eval_every_steps == 0 or last:
+        with report_progress.timed("eval"):
+          results, pictures = trainer.evaluate(state, pipeline)
+        writer.write_scalars(done, {f"eval_{name}": value
+                                    for name, value in results.items()})
+        if is_chief and pictures:
+          write_eval_picture(writer, done, pictures, trainer.grid,
+                             pipeline.value_range, pictures_dir)
+        logging.info("Evaluation at step %d: %s", done, results)
+        if is_chief:
+          print(console.evaluation_line(done, results), flush=True)
+      if done % config.checkpoint_every_steps == 0 or last:
+        _check_skipped(step_metrics.skipped_total, config, done)
+        with report_progress.timed("checkpoint"):
+          manager.save(done, args=ocp.args.StandardSave(state))
+  finally:  # also when the run stops: what was logged reaches the files
+    manager.wait_until_finished()
+    writer.flush()
   if first_step >= total:  # nothing left to train: evaluate the checkpoint
     results, _ = trainer.evaluate(state, pipeline)
   return results

@@ -302,6 +302,7 @@ def test_unknown_config_variant_names_the_tokens():
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("fast_compile_one_test")
 def test_paper_config_trains_steps_on_tiny_sized_settings(tmp_path):
   """The paper config's model (ResNet-18, 50 px patches, mean of K soft
   patches) on megapixel_mnist/tiny with a grid and K that fit 112 px."""

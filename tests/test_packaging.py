@@ -139,6 +139,7 @@ def _outside_environment(root: pathlib.Path) -> dict[str, str]:
   env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
   env[locations.ROOT_ENV] = str(root)
   env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=1"
+  env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"  # tiny shapes: cheap compiles
   return env
 
 

@@ -28,8 +28,13 @@ from ptopk_patch_selection import patches
 from ptopk_patch_selection import train
 from ptopk_patch_selection import visualization
 from ptopk_patch_selection import visualize
+from ptopk_patch_selection import workdir_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Tiny shapes: compiling dominates, so XLA compiles cheaply here and in the
+# runs these tests start (the comparisons are between runs compiled alike).
+pytestmark = pytest.mark.usefixtures("fast_compile")
 
 
 def _config(data_dir, **overrides):
@@ -76,6 +81,7 @@ def _environment(num_devices):
   env = dict(os.environ)
   env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={num_devices}"
   env["PYTHONPATH"] = REPO
+  env["JAX_DISABLE_MOST_OPTIMIZATIONS"] = "1"
   return env
 
 
@@ -142,7 +148,6 @@ def _find(picture, block):
       ..., 0])))
 
 
-@pytest.mark.usefixtures("fast_compile_one_test")
 def test_ntsnet_evaluation_pictures_show_its_part_images(
     tiny_traffic_data_dir, tmp_path):
   """NTS-Net's eval_selection picture: each image and its k parts beside it."""
@@ -558,6 +563,22 @@ def test_validate_config_accepts_the_edges():
   _validate()  # the test config itself
   _validate(sigma=0.0, sigma_end=0.0, sigma_eval=0.0, eval_every_steps=1,
             log_every_steps=1, checkpoint_every_steps=1)
+
+
+def test_an_older_workdir_config_gets_the_fields_added_since(tmp_path):
+  """A config.json saved before a field existed loads with its default;
+  the saved values stay."""
+  import json  # pylint: disable=g-import-not-at-top
+  config = test_config.get_config()
+  config.model.k = 3
+  workdir_files.save_config(config, str(tmp_path))
+  path = tmp_path / workdir_files.CONFIG_FILE
+  saved = json.loads(path.read_text())
+  del saved["half_precision"], saved["model"]["stem_gradient"]
+  path.write_text(json.dumps(saved))
+  loaded = workdir_files.load_config(str(tmp_path))
+  assert loaded.half_precision is False and loaded.model.k == 3
+  assert loaded.model.stem_gradient == config.model.stem_gradient
 
 
 class _Selection:

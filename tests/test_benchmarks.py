@@ -154,6 +154,32 @@ def test_reader_noise_patches_show_the_deciding_sign():
                  for i, e in enumerate(expected))
 
 
+def test_selection_errors_count_whole_objects_per_example():
+  """A 100 px image, 40 px patches; two examples of three objects (the first
+  two targets), the second with its last row padding."""
+  import collections  # pylint: disable=g-import-not-at-top
+  from benchmarks import selection_errors  # pylint: disable=g-import-not-at-top
+  def box(y, x, size=10):  # pixel corner -> normalised box
+    return [y / 100, x / 100, (y + size) / 100, (x + size) / 100]
+  boxes = np.array([[box(5, 5), box(50, 50), box(32, 32)],
+                    [box(5, 5), box(38, 0), box(0, 0)]], np.float32)
+  top = np.array([[0, 45], [0, 60]])  # patches at (0, 0) and (45, 45) ...
+  left = np.array([[0, 45], [0, 60]])  # ... and (0, 0), (60, 60)
+  inside = selection_errors.whole_inside(boxes, top, left, 40, (100, 100))
+  np.testing.assert_array_equal(inside, [
+      [[True, False], [False, True], [False, False]],  # (32, 32) is cut
+      [[True, False], [False, False], [True, False]]])  # (38, 0): 38+10 > 40
+  batch = {"box_mask": np.array([[True] * 3, [True, True, False]]),
+           "is_target": np.array([[True, True, False]] * 2),
+           "mask": np.array([True, True])}
+  counts, slots = collections.Counter(), collections.Counter()
+  selection_errors.tally(inside, batch, np.array([True, False]), counts,
+                         slots)
+  assert counts == {(2, 0, True): 1, (1, 0, False): 1}
+  assert slots == {2: 1, 1: 1}
+  assert "| 1 | 0 | 0 | 1 | 1 |" in selection_errors.table(counts)
+
+
 @pytest.mark.usefixtures("fast_compile")
 def test_model_speed_inference_writes_json_and_png(tmp_path):
   import json  # pylint: disable=g-import-not-at-top

@@ -30,7 +30,10 @@ from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import train
 from ptopk_patch_selection import workdir_files
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.")
+# allow_override: tests import this module beside ptopk_patch_selection's
+# visualize, which also defines --workdir.
+_WORKDIR = flags.DEFINE_string("workdir", None, "A training run's workdir.",
+                               allow_override=True)
 flags.mark_flag_as_required("workdir")
 
 

@@ -97,8 +97,7 @@ def main(argv):
   if manager.latest_step() is None:
     raise errors.MissingFileError(f"No checkpoint in {manager.directory}.")
   state = trainer.restore_or_create_state(manager, set_aside_unreadable=False)
-  sigma = (train.sigma_at(config, state.step) if config.sigma_eval is None
-           else config.sigma_eval)
+  sigma = train.eval_sigma(config, state.step)
 
   @jax.jit
   def evaluate(images, rngs):

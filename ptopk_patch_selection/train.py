@@ -109,6 +109,14 @@ def sigma_at(config: ml_collections.ConfigDict, step: jax.Array) -> jax.Array:
   return config.sigma + (config.sigma_end - config.sigma) * progress
 
 
+def eval_sigma(config: ml_collections.ConfigDict, step: jax.Array) -> jax.Array:
+  """Noise scale at evaluation: config.sigma_eval, else the training sigma
+  of `step`."""
+  if config.sigma_eval is None:
+    return sigma_at(config, step)
+  return config.sigma_eval
+
+
 def step_rngs(config: ml_collections.ConfigDict, step: jax.Array,
               stream: int = 0) -> dict[str, jax.Array]:
   """The model's RNG streams for one step (stream 1 for evaluation)."""
@@ -315,8 +323,7 @@ class Trainer:
     the seed and the batch's position in the eval split only, so every
     evaluation of a run sees the same ones.
     """
-    sigma = (sigma_at(self.config, state.step)
-             if self.config.sigma_eval is None else self.config.sigma_eval)
+    sigma = eval_sigma(self.config, state.step)
     logits, aux = self._apply(
         state.params, state.batch_stats, batch["image"], train=False,
         sigma=sigma, rngs=step_rngs(self.config, batch_index, stream=1))

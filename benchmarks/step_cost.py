@@ -3,7 +3,8 @@
 """Where a training step of the embedded default spends its time.
 
 On the shapes of configs/synthetic.py (batch 16, k = 4 patches of 96 px from
-512 px images), the median wall time of `--timed_calls` calls after compilation:
+512 px images), the median wall time of `--timed_calls` calls after compilation
+(the two train steps take turns):
   * train step: `train.Trainer.train_step` on a batch of random pixels,
     as configured and with `model.stem_gradient="phases"` (the stem's
     input gradient by 4 stride-1 convolutions: the before and after);
@@ -17,8 +18,10 @@ On the shapes of configs/synthetic.py (batch 16, k = 4 patches of 96 px from
   * the same by 4 stride-1 convolutions: one convolution per parity of the
     input pixel (`phase_conv.input_gradient_by_phases`), checked against
     the line above before it is timed;
-  * stem max-pool backward: the gradient of the stem's 3x3/2 max-pool.
-Each also as a fraction of the train step. The reader must be a ResNet (its
+  * stem max-pool backward: the gradient of the stem's 3x3/2 max-pool;
+  * the same by phases: `phase_conv.max_pool_3x3_stride2`'s (the 9 window
+    offsets compared on the output grid), checked against the line above.
+The phase rows are the two halves of `model.stem_gradient="phases"`. Each also as a fraction of the train step. The reader must be a ResNet (its
 "standard" stem: padding 3, then max-pool 3x3/2 with padding 1).
 
   python -m benchmarks.step_cost
@@ -48,19 +51,23 @@ from ptopk_patch_selection.models import phase_conv
 _TIMED_CALLS = flags.DEFINE_integer("timed_calls", 5, "Timed calls per row.")
 
 
-def _median_seconds(call, repeats: int) -> float:
-  """Median wall time of `call()` (which blocks) after one warm-up call."""
-  call()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
+def _median_seconds(*calls, repeats: int) -> list[float]:
+  """Median wall time of each `call()` (which blocks) after one warm-up
+  call each; the calls take turns, so a machine that speeds up or slows
+  down during the measurement moves every median alike."""
+  for call in calls:
     call()
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  times = [[] for _ in calls]
+  for _ in range(repeats):
+    for call, samples in zip(calls, times):
+      start = time.perf_counter()
+      call()
+      samples.append(time.perf_counter() - start)
+  return [statistics.median(samples) for samples in times]
 
 
-def _train_step_seconds(config: ml_collections.ConfigDict,
-                        repeats: int) -> float:
+def _train_step(config: ml_collections.ConfigDict):
+  """A blocking call of one train step of `config` on random pixels."""
   mesh = Mesh(np.array(jax.devices()[:1]), (train.DATA_AXIS,))
   trainer = train.Trainer(config, config.dataset.num_classes, mesh)
   rng = np.random.default_rng(0)
@@ -75,7 +82,7 @@ def _train_step_seconds(config: ml_collections.ConfigDict,
     nonlocal state
     state, _ = trainer.train_step(state, batch)  # donates the old state
     jax.block_until_ready(state)
-  return _median_seconds(step, repeats)
+  return step
 
 
 def measure(config: ml_collections.ConfigDict,
@@ -131,6 +138,11 @@ def measure(config: ml_collections.ConfigDict,
   np.testing.assert_allclose(phases_gradient(patches), expected, rtol=1e-4,
                              atol=1e-5 * float(jnp.max(jnp.abs(expected))))
   stem_maps = stem(patches)
+  pool_gradient = jax.jit(jax.grad(lambda y: jnp.sum(pool(y) ** 2)))
+  pool_phases_gradient = jax.jit(jax.grad(
+      lambda y: jnp.sum(phase_conv.max_pool_3x3_stride2(y) ** 2)))
+  np.testing.assert_allclose(pool_phases_gradient(stem_maps),
+                             pool_gradient(stem_maps), rtol=1e-6, atol=1e-6)
   parts = {
       "reader forward": (jax.jit(features), (params, patches)),
       "reader + parameter gradient": (jax.jit(jax.grad(reader_loss)),
@@ -139,17 +151,19 @@ def measure(config: ml_collections.ConfigDict,
           jax.jit(jax.grad(reader_loss, argnums=(0, 1))), (params, patches)),
       "stem input gradient": (stem_gradient, (patches,)),
       "the same by 4 stride-1 convolutions": (phases_gradient, (patches,)),
-      "stem max-pool backward": (
-          jax.jit(jax.grad(lambda y: jnp.sum(pool(y) ** 2))), (stem_maps,)),
+      "stem max-pool backward": (pool_gradient, (stem_maps,)),
+      "the same by phases": (pool_phases_gradient, (stem_maps,)),
   }
   phases = config.copy_and_resolve_references()
   phases.model.stem_gradient = "phases"
-  rows = [("train step", _train_step_seconds(config, repeats)),
-          ('train step, model.stem_gradient="phases"',
-           _train_step_seconds(phases, repeats))]
+  rows = list(zip(
+      ["train step", 'train step, model.stem_gradient="phases"'],
+      _median_seconds(_train_step(config), _train_step(phases),
+                      repeats=repeats)))
   for name, (fn, args) in parts.items():
     rows.append((name, _median_seconds(
-        lambda fn=fn, args=args: jax.block_until_ready(fn(*args)), repeats)))
+        lambda fn=fn, args=args: jax.block_until_ready(fn(*args)),
+        repeats=repeats)[0]))
   return rows
 
 

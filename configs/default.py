@@ -87,8 +87,9 @@ def get_config() -> ml_collections.ConfigDict:
   # "released" (TF "SAME" padding, stem BN momentum 0.99, no ReLU: for the
   # released code's or TF-converted weights); models/feature_networks.py.
   config.model.resnet_stem = "standard"
-  # How the standard ResNet stem's input gradient is computed: "xla" or
-  # "phases" (4 stride-1 convolutions, several times faster on CPUs; equal
+  # How the standard ResNet stem's input gradients are computed: "xla" or
+  # "phases" (by input parity: the convolution's as 4 stride-1 convolutions,
+  # the max-pool's on the output grid; several times faster on CPUs, equal
   # up to rounding); models/phase_conv.py.
   config.model.stem_gradient = "xla"
   # "mean", "max", "sum_layernorm", "transformer"

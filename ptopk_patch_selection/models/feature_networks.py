@@ -18,9 +18,11 @@ are global, so there is no `axis_name`. The ResNet stem (`stem`):
     TF "SAME" padding ((2, 3) for the conv and (0, 1) for the pool on even
     sides), stem BN momentum 0.99 (the old Flax default), and no ReLU.
 
-`stem_gradient="phases"` computes the standard stem's input gradient as 4
-stride-1 convolutions (phase_conv.py), several times faster on CPUs; same
-parameters and outputs, gradients equal up to rounding.
+`stem_gradient="phases"` computes the standard stem's input gradients by
+the parity of the input pixel (phase_conv.py): the convolution's as 4
+stride-1 convolutions, the max-pool's by comparing its 9 window offsets on
+the output grid; several times faster on CPUs, same parameters and outputs,
+gradients equal up to rounding.
 
 Every network takes `pool=False` to return the last feature map instead of
 its spatial mean (NTS-Net needs the map).
@@ -79,8 +81,8 @@ class BottleneckBlock(nn.Module):
 
 
 RESNET_STEMS = ("standard", "released")
-# How the standard stem's input gradient is computed: "xla" (the convolution's
-# own) or "phases" (4 stride-1 convolutions, phase_conv.py; faster on CPUs).
+# How the standard stem's input gradients are computed: "xla" (the layers'
+# own) or "phases" (by input parity, phase_conv.py; faster on CPUs).
 STEM_GRADIENTS = ("xla", "phases")
 
 
@@ -119,8 +121,11 @@ class ResNet(nn.Module):
                        epsilon=1e-5, name="stem_bn")(x)
     else:
       x = nn.relu(_batch_norm(train, name="stem_bn")(x))
-    x = nn.max_pool(x, (3, 3), strides=(2, 2),
-                    padding="SAME" if released else ((1, 1), (1, 1)))
+    if self.stem_gradient == "phases":
+      x = phase_conv.max_pool_3x3_stride2(x)
+    else:
+      x = nn.max_pool(x, (3, 3), strides=(2, 2),
+                      padding="SAME" if released else ((1, 1), (1, 1)))
     for stage, num_blocks in enumerate(self.stage_sizes):
       for block in range(num_blocks):
         strides = 2 if stage > 0 and block == 0 else 1

@@ -1,6 +1,6 @@
 # Copyright 2026 The ptopk_patch_selection Authors.
 # Licensed under the Apache License, Version 2.0.
-"""A stride-2 convolution whose input gradient is 4 stride-1 convolutions.
+"""The ResNet stem's stride-2 layers with input gradients by phases.
 
 XLA:CPU computes the input gradient of a strided convolution as a
 convolution over the cotangent dilated by the stride, which is slow: for the
@@ -8,14 +8,20 @@ ResNet stem on the embedded default's patches it is about a third of a whole
 training step (benchmarks/step_cost.py). The same gradient splits by the
 parity of the input pixel into 4 stride-1 convolutions of the undilated
 cotangent with sub-kernels (`input_gradient_by_phases`), 3-4x faster there.
+The stem's 3x3 stride-2 max-pool has the same trouble: XLA's backward
+(select-and-scatter) is several times slower than comparing each of the 9
+window offsets with the output on the undilated grid and folding the
+results back by parity (`max_pool_gradient_by_phases`).
 
 `conv_stride2(x, kernel, padding)` is `jax.lax.conv_general_dilated` with
 stride 2 and symmetric zero padding, as a `jax.custom_vjp` with that input
 gradient (the kernel gradient is XLA's). `PhaseGradientConv` is the Flax
 layer: the parameter is `kernel`, (K, K, c_in, features), initialised like
 `nn.Conv(use_bias=False)`, so checkpoints of either load into the other.
-Outputs are identical to XLA's; gradients equal up to float rounding
-(summation order).
+`max_pool_3x3_stride2(x)` is `nn.max_pool(x, (3, 3), (2, 2), padding 1)` with
+the phase gradient. Outputs are identical to XLA's; the convolution's
+gradients equal up to float rounding (summation order; the max-pool's ties
+go to the first maximum in raster order, as XLA's).
 """
 
 import functools
@@ -117,3 +123,90 @@ class PhaseGradientConv(nn.Module):
         "kernel", nn.initializers.lecun_normal(),
         (self.kernel_size, self.kernel_size, x.shape[-1], self.features))
     return conv_stride2(x, kernel.astype(x.dtype), self.padding)
+
+
+def _max_pool(x: jax.Array) -> jax.Array:
+  return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+
+
+def _offsets(x: jax.Array, axis: int) -> tuple[jax.Array, jax.Array,
+                                               jax.Array]:
+  """x at 2o - 1, 2o and 2o + 1 along `axis` (even length 2n): three arrays
+  of length n, -inf where 2o - 1 = -1 (the pool's padding)."""
+  n = x.shape[axis] // 2
+  pairs = x.reshape(x.shape[:axis] + (n, 2) + x.shape[axis + 1:])
+  even, odd = jnp.take(pairs, 0, axis + 1), jnp.take(pairs, 1, axis + 1)
+  widths = [(0, 0)] * odd.ndim
+  widths[axis] = (1, 0)
+  before = jax.lax.slice_in_dim(
+      jnp.pad(odd, widths, constant_values=-jnp.inf), 0, n, axis=axis)
+  return before, even, odd
+
+
+def _fold(parts: list[jax.Array], axis: int) -> jax.Array:
+  """Inverse of `_offsets` for gradients: the contributions at 2o - 1, 2o
+  and 2o + 1 (each of length n along `axis`) summed into length 2n."""
+  before, even, odd = parts
+  n = before.shape[axis]
+  widths = [(0, 0)] * before.ndim
+  widths[axis] = (0, 1)
+  odd = odd + jax.lax.slice_in_dim(jnp.pad(before, widths), 1, n + 1,
+                                   axis=axis)
+  return jnp.stack([even, odd], axis + 1).reshape(
+      before.shape[:axis] + (2 * n,) + before.shape[axis + 1:])
+
+
+def max_pool_gradient_by_phases(x: jax.Array, pooled: jax.Array,
+                                cotangent: jax.Array) -> jax.Array:
+  """The input gradient of the 3x3 stride-2 max-pool with padding 1.
+
+  Output o reads inputs 2o - 1, 2o, 2o + 1 per axis; the 9 offsets are
+  compared with the pooled value in raster order and the first that equals it
+  takes dy[o] (XLA's tie rule). Offsets 2o and 2o + 1 land on the even and odd
+  inputs of o, offset 2o - 1 on the odd input of o - 1, so every mask lives on
+  the (h/2, w/2) grid and no scatter is needed.
+
+  Args:
+    x: (n, h, w, c) with even h and w.
+    pooled: `_max_pool(x)`, (n, h/2, w/2, c).
+    cotangent: its cotangent, the same shape.
+
+  Returns:
+    (n, h, w, c).
+  """
+  taken = jnp.zeros(pooled.shape, bool)
+  rows = []
+  for row in _offsets(x, 1):
+    columns = []
+    for value in _offsets(row, 2):
+      first = (value == pooled) & ~taken
+      taken = taken | first
+      columns.append(jnp.where(first, cotangent, 0.0))
+    rows.append(_fold(columns, 2))
+  return _fold(rows, 1)
+
+
+@jax.custom_vjp
+def max_pool_3x3_stride2(x: jax.Array) -> jax.Array:
+  """nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1))) of
+  x (n, h, w, c); its input gradient by `max_pool_gradient_by_phases`."""
+  return _max_pool(x)
+
+
+def _pool_forward(x):
+  pooled = _max_pool(x)
+  return pooled, (x, pooled)
+
+
+def _pool_backward(residuals, cotangent):
+  x, pooled = residuals
+  h, w = x.shape[1:3]
+  # An odd side gets one more padding row or column, which no window reads
+  # beyond the pool's own padding: the same output, a gradient to crop.
+  even = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)),
+                 constant_values=-jnp.inf)
+  gradient = max_pool_gradient_by_phases(even, pooled, cotangent)
+  return (gradient[:, :h, :w].astype(x.dtype),)
+
+
+max_pool_3x3_stride2.defvjp(_pool_forward, _pool_backward)

@@ -19,14 +19,11 @@ import collections
 from absl import app
 from absl import flags
 import jax
-from jax.sharding import Mesh
 import numpy as np
 
 from benchmarks import common
-from ptopk_patch_selection import checkpoints
 from ptopk_patch_selection import console
 from ptopk_patch_selection import errors
-from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import train
 from ptopk_patch_selection import workdir_files
 
@@ -85,18 +82,11 @@ def main(argv):
   console.quiet_library_logs()
   workdir = _WORKDIR.value
   config = workdir_files.load_config(workdir)
-  pipeline = input_pipeline.create_datasets(config)
-  trainer = train.Trainer(config, pipeline.num_classes,
-                          Mesh(np.array(jax.devices()), (train.DATA_AXIS,)),
-                          pipeline.channels)
+  pipeline, trainer, state = train.restore_trained(workdir, config)
   if trainer.grid is None or not pipeline.has_objects:
     raise errors.ConfigError(
         f"{workdir}: needs a model that selects patches (model.name="
         f"{config.model.name!r}) and a dataset with object boxes.")
-  manager = checkpoints.manager(workdir)
-  if manager.latest_step() is None:
-    raise errors.MissingFileError(f"No checkpoint in {manager.directory}.")
-  state = trainer.restore_or_create_state(manager, set_aside_unreadable=False)
   sigma = train.eval_sigma(config, state.step)
 
   @jax.jit

@@ -378,6 +378,24 @@ class Trainer:
     return results, first_pictures
 
 
+def restore_trained(workdir: str, config: ml_collections.ConfigDict
+                    ) -> tuple[input_pipeline.InputPipeline, Trainer, TrainState]:
+  """The input pipeline, Trainer (on every device) and latest checkpointed
+  state of the run in `workdir` with `config` (its saved config, possibly
+  edited); MissingFileError naming the folder when it has no checkpoint."""
+  pipeline = input_pipeline.create_datasets(config)
+  trainer = Trainer(config, pipeline.num_classes,
+                    Mesh(np.array(jax.devices()), (DATA_AXIS,)),
+                    pipeline.channels)
+  manager = checkpoints.manager(workdir)
+  if manager.latest_step() is None:
+    raise errors.MissingFileError(
+        f"No checkpoint in {manager.directory}: train first (python -m "
+        f"ptopk_patch_selection.main --workdir={workdir} ...).")
+  return pipeline, trainer, trainer.restore_or_create_state(
+      manager, set_aside_unreadable=False)
+
+
 def write_eval_picture(writer: metric_writers.MetricWriter, step: int,
                        pictures: dict[str, np.ndarray], grid,
                        value_range: tuple[float, float],

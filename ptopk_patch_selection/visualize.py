@@ -15,14 +15,10 @@ import os
 from absl import app
 from absl import flags
 import jax
-from jax.sharding import Mesh
-import numpy as np
 
-from ptopk_patch_selection import checkpoints
 from ptopk_patch_selection import cli
 from ptopk_patch_selection import console
 from ptopk_patch_selection import errors
-from ptopk_patch_selection import input_pipeline
 from ptopk_patch_selection import train
 from ptopk_patch_selection import visualization
 from ptopk_patch_selection import workdir_files
@@ -40,16 +36,7 @@ def write_pictures(workdir: str, num_images: int,
   config = workdir_files.load_config(workdir)
   config.num_image_summaries = num_images
   config.eval_batch_size = num_images * jax.device_count()
-  pipeline = input_pipeline.create_datasets(config)
-  trainer = train.Trainer(config, pipeline.num_classes,
-                          Mesh(np.array(jax.devices()), (train.DATA_AXIS,)),
-                          pipeline.channels)
-  manager = checkpoints.manager(workdir)
-  if manager.latest_step() is None:
-    raise errors.MissingFileError(
-        f"No checkpoint in {manager.directory}: train first (python -m "
-        f"ptopk_patch_selection.main --workdir={workdir} ...).")
-  state = trainer.restore_or_create_state(manager, set_aside_unreadable=False)
+  pipeline, trainer, state = train.restore_trained(workdir, config)
   _, pictures = trainer.eval_step(
       state, trainer.global_batch(pipeline.eval_batch(0)), 0,
       with_pictures=True)

@@ -21,7 +21,8 @@ Sinkhorn Top-K's two forms (sinkhorn_topk.py) at traffic settings with the
 released epsilon 1e-4 and 2000 iterations: time, memory, distance to the hard
 Top-K and row-sum error of the output (how far from convergence it is).
 Then the peers (--parts=peers), at both settings with the same scores and
-cotangent: ours (plain and conditional), the released formulation, optax's
+cotangent: ours (plain, conditional, and conditional with one noise draw
+shared by the batch), the released formulation, optax's
 make_perturbed_fun on the same hard top-k (with and without its baseline),
 OTT's soft top-k (soft_sort.topk_mask and the per-slot transport of
 soft_sort.sort(topk=k); rows say "not installed" without ott-jax, the
@@ -83,6 +84,8 @@ ESTIMATORS = {
     "exact": dict(),
     "exact, leave-one-out": dict(variance_reduction="leave_one_out"),
     "exact, conditional": dict(variance_reduction="conditional"),
+    "exact, conditional, shared noise": dict(variance_reduction="conditional",
+                                             shared_noise=True),
 }
 
 
@@ -250,6 +253,7 @@ SINKHORN_EPSILON, SINKHORN_ITERATIONS = 1e-4, 2000
 STRAIGHT_THROUGH_TEMPERATURE = SIGMA
 FLOOR = "floor: lax.top_k alone"
 OURS = "ours, exact conditional"
+OURS_SHARED = "ours, exact conditional, shared noise"
 OTT_MISSING = "not installed: pip install ott-jax"
 
 
@@ -376,6 +380,11 @@ def peer_specs(k, num_samples, key, sigma=SIGMA):
           build=lambda: _operator("exact, conditional", k, num_samples, key),
           output="slots", note="perturbed_topk, "
           "variance_reduction='conditional'"),
+      OURS_SHARED: dict(
+          build=lambda: _operator("exact, conditional, shared noise", k,
+                                  num_samples, key),
+          output="slots", note="the same, shared_noise=True: one (S, d) "
+          "draw for the batch"),
       "released (stored one-hots, diagonal)": dict(
           build=lambda: _operator("released (stored one-hots, diagonal)", k,
                                   num_samples, key),
@@ -543,6 +552,11 @@ def _peer_summary(setting_name, rows):
   line += (f"{ours['time_s']:.3g} s = {ours['x_floor']:.3g}x the lax.top_k "
            f"floor, cosine {ours['cosine']:.3f}, norm ratio "
            f"{ours['norm_ratio']:.3f}")
+  shared = next((r for r in rows if r["peer"] == OURS_SHARED), None)
+  if shared and shared["time_s"] is not None and shared["cosine"] is not None:
+    line += (f"; with shared noise {shared['time_s']:.3g} s = "
+             f"{shared['x_floor']:.3g}x, cosine {shared['cosine']:.3f}, norm "
+             f"ratio {shared['norm_ratio']:.3f}")
   if others:
     best = max(others, key=lambda r: r["cosine"])
     line += (f"; most accurate other peer: {best['peer']}, cosine "

@@ -66,6 +66,10 @@ def get_config() -> ml_collections.ConfigDict:
   # (docs/operator.md).
   config.model.perturbed.variance_reduction = "conditional"
   config.model.perturbed.chunk_size = 16
+  # One draw of the noise samples for the whole batch instead of one per
+  # example: the same unbiased estimates per example, correlated across the
+  # batch, b times less noise to draw (docs/operator.md).
+  config.model.perturbed.shared_noise = False
   # Selections per example whose losses give the scorer's gradient with
   # model.train_patches="score_function".
   config.model.perturbed.loss_samples = 4

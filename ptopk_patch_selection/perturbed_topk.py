@@ -13,7 +13,10 @@ for a cotangent G in R^(k x d), where nu'(z) = z for normal noise and
 1 - exp(-z) for Gumbel noise (Berthet et al. 2020, Prop. 3.1; the paper's
 eq. 3). <G, Y_s> = sum_r G[r, idx_s[r]] is a gather, so the residuals are the
 sampled indices (S, k) and the PRNG key: the noise is regenerated in the
-backward pass, chunk by chunk, and no (S, k, d) tensor ever exists.
+backward pass, chunk by chunk, and no (S, k, d) tensor ever exists. The
+conditional estimator (`_conditional_term`) keeps each sample's top-(k+1)
+and two order statistics instead, (S, k + 3) numbers, and draws no noise in
+the backward pass.
 
 `gradient="diagonal"` reproduces the authors' released estimator,
 grad_j = (1/sigma) sum_r G[r, j] E[Y_rj Z_j], which drops every cross term
@@ -65,6 +68,8 @@ class _Options:
   gradient: str
   noise: str
   variance_reduction: str
+  shared_noise: bool
+  batch: int
 
 
 def chunk_size_used(num_samples: int, requested: int,
@@ -112,22 +117,40 @@ def noise_score(noise: jax.Array, kind: str) -> jax.Array:
   return noise
 
 
+def _example_keys(key: jax.Array, b: int, opts: _Options) -> jax.Array:
+  """One key per example, or one key (1,) for noise shared by the batch."""
+  return key[None] if opts.shared_noise else jax.random.split(key, b)
+
+
 def _batch_noise(keys, chunk, opts, d):
-  """(b, C, d) noise of one chunk for every example."""
-  return jax.vmap(lambda key: _noise_chunk(key, chunk, opts, d))(keys)
+  """(b, C, d) noise of one chunk, per example or (shared_noise) one (C, d)
+  draw broadcast over the batch."""
+  noise = jax.vmap(lambda key: _noise_chunk(key, chunk, opts, d))(keys)
+  return jnp.broadcast_to(noise, (opts.batch,) + noise.shape[1:])
 
 
 def _sample_indices(opts: _Options, scores, sigma, keys):
-  """Sorted top-k indices of every perturbed sample: (b, S, k) int32."""
+  """Sorted top-k indices of every perturbed sample: (b, S, k) int32; and,
+  for the conditional estimator, what its backward pass reads instead of the
+  noise: each sample's top-(k+1) by decreasing value (b, S, k + 1) and its
+  k-th and (k+1)-th largest perturbed scores (b, S, 2). Else None."""
   b, d = scores.shape
   num_chunks = opts.num_samples // opts.chunk_size
+  conditional = opts.variance_reduction == "conditional"
 
   def one_chunk(chunk):
-    noise = _batch_noise(keys, chunk, opts, d)
-    return topk_indices(scores[:, None, :] + sigma * noise, opts.k)
+    x = scores[:, None, :] + sigma * _batch_noise(keys, chunk, opts, d)
+    if not conditional:
+      return topk_indices(x, opts.k), None
+    values, top = jax.lax.top_k(x, opts.k + 1)
+    chosen = jnp.sort(top[..., :opts.k], -1).astype(jnp.int32)
+    return chosen, (top.astype(jnp.int32), values[..., opts.k - 1:])
 
-  indices = jax.lax.map(one_chunk, jnp.arange(num_chunks))  # (n, b, C, k)
-  return jnp.moveaxis(indices, 0, 1).reshape(b, opts.num_samples, opts.k)
+  indices, extra = jax.lax.map(one_chunk, jnp.arange(num_chunks))
+
+  def by_sample(x):  # (n, b, C, ...) -> (b, S, ...)
+    return jnp.moveaxis(x, 0, 1).reshape(b, opts.num_samples, *x.shape[3:])
+  return by_sample(indices), jax.tree.map(by_sample, extra)
 
 
 def _mean_indicators(indices: jax.Array, d: int) -> jax.Array:
@@ -140,11 +163,11 @@ def _mean_indicators(indices: jax.Array, d: int) -> jax.Array:
 
 
 def _forward(opts, scores, sigma, key):
-  keys = jax.random.split(key, scores.shape[0])
+  keys = _example_keys(key, scores.shape[0], opts)
   scores32 = scores.astype(jnp.float32)
-  indices = _sample_indices(opts, scores32, sigma, keys)
+  indices, order = _sample_indices(opts, scores32, sigma, keys)
   mean = _mean_indicators(indices, scores.shape[-1]).astype(scores.dtype)
-  return mean, (scores32, sigma, keys, indices)
+  return mean, (scores32, sigma, keys, indices, order)
 
 
 def _noise_density(z: jax.Array, kind: str) -> jax.Array:
@@ -164,7 +187,8 @@ def _noise_density(z: jax.Array, kind: str) -> jax.Array:
   return jnp.where((z > low) & (z < high), density, 0.0)
 
 
-def _conditional_term(x, scores, cotangent, safe_sigma, kind):
+def _conditional_term(top, thresholds, scores, cotangent, safe_sigma,
+                      kind):
   """sigma * d<G, Y>/d theta_j given x_{-j}, summed over a chunk: (b, d).
 
   Conditioned on the other coordinates, Y changes only when x_j crosses
@@ -172,15 +196,16 @@ def _conditional_term(x, scores, cotangent, safe_sigma, kind):
   ("in") or not ("out"). Hence
     d E[<G, Y>] / d theta_j = E[p((tau_j - theta_j) / sigma) / sigma
                                 * (<G, Y_in(j)> - <G, Y_out(j)>)],
-  with p the noise density. Arguments: x (b, C, d) perturbed scores,
-  scores (b, d), cotangent G (b, k, d).
+  with p the noise density. tau_j is the k-th largest perturbed score x_(k)
+  for j outside the selection and x_(k+1) for j inside, so each sample needs
+  only its top-(k+1) and those two values, kept by the forward pass: no noise
+  is drawn again. Arguments: top (b, C, k + 1) indices by decreasing value,
+  thresholds (b, C, 2) = (x_(k), x_(k+1)), scores (b, d), cotangent G
+  (b, k, d).
   """
   k, d = cotangent.shape[1:]
-  batch = jnp.arange(x.shape[0])[:, None, None]
+  batch = jnp.arange(top.shape[0])[:, None, None]
   slots = jnp.arange(k)
-  # (b, C, k + 1), by decreasing value. The barrier stops XLA from fusing the
-  # top-k into its elementwise consumers, which made this 60x slower on CPU.
-  values, top = jax.lax.optimization_barrier(jax.lax.top_k(x, k + 1))
   chosen = jnp.sort(top[..., :k], -1)  # each sample's selection, by position
   current = cotangent[batch, slots, chosen].sum(-1)  # <G, Y_s>: (b, C)
 
@@ -200,7 +225,7 @@ def _conditional_term(x, scores, cotangent, safe_sigma, kind):
   joined = jnp.where(at_slot, totals[..., None] + cotangent[:, None],
                      0.0).sum(-2)
   density = _noise_density(
-      (values[..., k - 1:k] - scores[:, None]) / safe_sigma, kind)
+      (thresholds[..., :1] - scores[:, None]) / safe_sigma, kind)
   outside = density * (joined - current[..., None])  # (b, C, d)
 
   # j inside the selection: "in" is the current selection; "out" replaces j
@@ -208,18 +233,17 @@ def _conditional_term(x, scores, cotangent, safe_sigma, kind):
   swapped = jnp.where(chosen[..., None, :] == chosen[..., :, None],
                       top[..., k, None, None], chosen[..., None, :])
   dropped = cotangent[batch[..., None], slots, jnp.sort(swapped, -1)].sum(-1)
-  chosen_scores = jnp.take_along_axis(
-      jnp.broadcast_to(scores[:, None], x.shape), chosen, -1)
-  density = _noise_density((values[..., k:] - chosen_scores) / safe_sigma,
+  chosen_scores = scores[batch, chosen]  # (b, C, k)
+  density = _noise_density((thresholds[..., 1:] - chosen_scores) / safe_sigma,
                            kind)
   inside = density * (current[..., None] - dropped)  # (b, C, k)
-  sample = jnp.arange(x.shape[1])[None, :, None]
+  sample = jnp.arange(top.shape[1])[None, :, None]
   return outside.at[batch, sample, chosen].set(inside).sum(1)
 
 
 def _backward(opts, residuals, cotangent):
   """VJP estimate; every estimator sums (b, d) terms over chunks of samples."""
-  scores, sigma, keys, indices = residuals
+  scores, sigma, keys, indices, order = residuals
   b, num_samples, k = indices.shape
   d = cotangent.shape[-1]
   cotangent_dtype = cotangent.dtype  # = the scores' dtype
@@ -246,22 +270,25 @@ def _backward(opts, residuals, cotangent):
     return jnp.zeros((b, d)).at[jnp.arange(b)[:, None],
                                 idx.reshape(b, -1)].add(contribution)
 
-  def conditional_term(noise, samples):
-    del samples
-    return _conditional_term(scores[:, None, :] + sigma * noise, scores,
-                             cotangent, safe_sigma, opts.noise)
+  def conditional_term(chunk):
+    top, thresholds = (jax.lax.dynamic_slice_in_dim(x, chunk * size, size, 1)
+                       for x in order)
+    return _conditional_term(top, thresholds, scores, cotangent, safe_sigma,
+                             opts.noise)
 
-  if opts.gradient == "diagonal":
-    term = diagonal_term
-  elif opts.variance_reduction == "conditional":
-    term = conditional_term
-  else:
-    term = score_function_term
-
-  def accumulate(grad, chunk):
+  def noise_term(chunk):
     samples = jax.lax.dynamic_slice_in_dim(jnp.arange(num_samples),
                                            chunk * size, size)
-    return grad + term(_batch_noise(keys, chunk, opts, d), samples), None
+    noise = _batch_noise(keys, chunk, opts, d)
+    if opts.gradient == "diagonal":
+      return diagonal_term(noise, samples)
+    return score_function_term(noise, samples)
+
+  term = (conditional_term if opts.variance_reduction == "conditional" else
+          noise_term)
+
+  def accumulate(grad, chunk):
+    return grad + term(chunk), None
 
   grad, _ = jax.lax.scan(accumulate, jnp.zeros((b, d), jnp.float32),
                          jnp.arange(num_chunks))
@@ -326,10 +353,12 @@ def perturbed_topk(scores: jax.Array,
                    gradient: str = "exact",
                    noise: str = "normal",
                    variance_reduction: str = "none",
-                   chunk_size: int = 16) -> jax.Array:
+                   chunk_size: int = 16,
+                   shared_noise: bool = False) -> jax.Array:
   """Soft top-k indicators of a batch of scores, differentiable in the scores.
 
-  Each example gets its own noise (the key is split over the batch).
+  Each example gets its own noise (the key is split over the batch), unless
+  `shared_noise`.
 
   Args:
     scores: (b, d) scores.
@@ -355,6 +384,11 @@ def perturbed_topk(scores: jax.Array,
       (`chunk_size_used`). Small chunks stay in cache on CPUs; on
       accelerators a larger value (up to num_samples) gives fewer, bigger
       kernels.
+    shared_noise: one draw of the S noise samples for the whole batch
+      instead of one per example (common random numbers): each example's
+      output and gradient are the same unbiased estimates, correlated across
+      the batch, and the noise costs b times less to draw, which is most of
+      the forward pass on CPUs (benchmarks/topk_op.py).
 
   Returns:
     (b, k, d) selection frequencies; row r is the distribution of the r-th
@@ -376,7 +410,8 @@ def perturbed_topk(scores: jax.Array,
                   chunk_size=chunk_size_used(num_samples, chunk_size,
                                              antithetic),
                   gradient=gradient, noise=noise,
-                  variance_reduction=variance_reduction)
+                  variance_reduction=variance_reduction,
+                  shared_noise=bool(shared_noise), batch=scores.shape[0])
   # A traced sigma (a schedule) cannot be refused here: below 0 it is 0.
   sigma = jax.lax.stop_gradient(
       jnp.maximum(jnp.asarray(sigma, jnp.float32), 0.0))

@@ -2,6 +2,7 @@
 # Licensed under the Apache License, Version 2.0.
 """Tests of PatchNet, the scorer, the selection helpers and create_model."""
 
+import dataclasses
 import re
 
 import chex
@@ -148,6 +149,28 @@ def test_diagonal_gradient_with_an_ignored_variance_reduction_fails():
         tiny_config(**{"perturbed.gradient": "diagonal",
                        "perturbed.variance_reduction": reduction}),
         num_classes=4, image_size=IMAGE)
+
+
+@pytest.mark.parametrize("overrides,why", [
+    (dict(selection="hard"), ""),
+    (dict(train_patches="score_function"), "score-function training"),
+])
+def test_shared_noise_that_no_perturbed_topk_draws_fails(overrides, why):
+  config = tiny_config(**{"perturbed.shared_noise": True}, **overrides)
+  with pytest.raises(ValueError, match=(
+      r"model.perturbed.shared_noise=True would be ignored.*" + why)):
+    models.create_model(config, num_classes=4, image_size=IMAGE)
+  config.selection_eval = "perturbed"  # now evaluation draws with it
+  model = models.create_model(config, num_classes=4, image_size=IMAGE)
+  # The model's Top-K hands the option to the operator: equal rows, equal
+  # frequencies (one draw for the batch), which a draw per row would not give.
+  row = jax.random.normal(jax.random.key(0), (1, 9))
+  equal_rows = jnp.concatenate([row, row])
+  for shared in (True, False):
+    topk = dataclasses.replace(model.topk, shared_noise=shared)
+    frequencies, _ = topk("perturbed", equal_rows, key=jax.random.key(1),
+                          sigma=0.5)
+    assert np.array_equal(frequencies[0], frequencies[1]) == shared
 
 
 def test_create_model_accepts_largest_k_and_patch():

@@ -110,15 +110,42 @@ def test_sigma_is_traced_and_gets_no_gradient(scores, cotangent):
   assert float(jax.jit(jax.grad(objective))(0.3)) == 0.0
 
 
-@pytest.mark.parametrize("variance_reduction",
-                         ["none", "leave_one_out", "antithetic", "conditional"])
+@pytest.mark.parametrize("variance_reduction,shared_noise", [
+    ("none", False), ("leave_one_out", False), ("antithetic", False),
+    ("conditional", False), ("none", True), ("conditional", True)])
 def test_exact_gradient_matches_finite_differences(scores, cotangent,
-                                                   variance_reduction):
+                                                   variance_reduction,
+                                                   shared_noise):
   objective = _objective(cotangent, 40_000,
-                         variance_reduction=variance_reduction)
+                         variance_reduction=variance_reduction,
+                         shared_noise=shared_noise)
   grad = jax.grad(objective)(scores)
   reference = _finite_differences(objective, scores, step=0.05)
   _assert_matches(grad, reference, 0.99)
+
+
+@pytest.mark.parametrize("variance_reduction", ["none", "conditional"])
+def test_shared_noise_gives_equal_examples_equal_outputs_and_gradients(
+    variance_reduction):
+  """Two equal rows: with one noise draw for the batch their outputs and
+  gradients are equal; with a draw per example they differ."""
+  row = jax.random.normal(jax.random.key(4), (1, D))
+  scores = jnp.concatenate([row, row])
+  cotangent = jnp.broadcast_to(
+      jax.random.normal(jax.random.key(5), (1, K, D)), (2, K, D))
+
+  def output_and_gradient(shared_noise):
+    objective = _objective(cotangent, 64, variance_reduction=variance_reduction,
+                           shared_noise=shared_noise)
+    y = ptopk.perturbed_topk(scores, jax.random.key(7), k=K, num_samples=64,
+                             sigma=0.5, variance_reduction=variance_reduction,
+                             shared_noise=shared_noise)
+    return np.asarray(y), np.asarray(jax.grad(objective)(scores))
+
+  for value in output_and_gradient(shared_noise=True):
+    np.testing.assert_array_equal(value[0], value[1])
+  for value in output_and_gradient(shared_noise=False):
+    assert np.abs(value[0] - value[1]).max() > 0.01
 
 
 def _selection_losses(weights, sigma):

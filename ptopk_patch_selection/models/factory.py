@@ -90,14 +90,17 @@ _TOPK_PATHS = {"num_samples": "perturbed.num_samples",
                "gradient": "perturbed.gradient", "noise": "perturbed.noise",
                "variance_reduction": "perturbed.variance_reduction",
                "chunk_size": "perturbed.chunk_size",
+               "shared_noise": "perturbed.shared_noise",
                "sinkhorn_epsilon": "sinkhorn.epsilon",
                "sinkhorn_iterations": "sinkhorn.num_iterations",
                "sinkhorn_form": "sinkhorn.form"}
-_PATCHNET_PATHS = {"loss_samples": "perturbed.loss_samples"}
+_PATCHNET_PATHS = {"loss_samples": "perturbed.loss_samples",
+                   "shared_noise": "perturbed.shared_noise"}
 _NTSNET_PATHS = {"communication": "ntsnet.communication",
                  "part_size": "ntsnet.part_size", "dropout": "ntsnet.dropout",
                  "aggregation": "ntsnet.aggregation",
-                 "padding": "patch_padding"}
+                 "padding": "patch_padding",
+                 "shared_noise": "perturbed.shared_noise"}
 _SCORER_PATHS = {"use_se": "scorer_has_se", "padding": "scorer_padding"}
 _TRANSFORMER_PATHS = {name: "transformer." + name for name in (
     "num_layers", "num_heads", "hidden_size", "dropout", "pooling")}
@@ -133,7 +136,7 @@ def _selection_fields(config: ml_collections.ConfigDict,
       selection.TopK, _TOPK_PATHS, k=k, num_samples=perturbed.num_samples,
       gradient=perturbed.gradient, noise=perturbed.noise,
       variance_reduction=perturbed.variance_reduction,
-      chunk_size=perturbed.chunk_size,
+      chunk_size=perturbed.chunk_size, shared_noise=perturbed.shared_noise,
       sinkhorn_epsilon=config.sinkhorn.epsilon,
       sinkhorn_iterations=config.sinkhorn.num_iterations,
       sinkhorn_form=config.sinkhorn.form)

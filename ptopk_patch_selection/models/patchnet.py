@@ -227,6 +227,9 @@ class PatchNet(nn.Module):
         raise ValueError(
             "hard_topk_probability and random_patch_probability must be 0 "
             "with train_patches='score_function'.")
+    selection_lib.check_shared_noise(
+        self.topk, self.selection, self.selection_eval,
+        operator_in_training=self.train_patches != "score_function")
     self._check_patch_dropout()
     super().__post_init__()
 

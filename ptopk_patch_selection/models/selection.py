@@ -48,6 +48,22 @@ def check_selection_fields(selection: str, selection_eval: str,
         "selection_eval='random'.")
 
 
+def check_shared_noise(topk: "TopK", selection: str, selection_eval: str,
+                       operator_in_training: bool = True) -> None:
+  """ValueError if `topk.shared_noise` would be ignored: no perturbed Top-K
+  runs in training (selection, unless the model trains without the operator:
+  `operator_in_training=False`) nor at evaluation (selection_eval)."""
+  used = ((selection == "perturbed" and operator_in_training) or
+          selection_eval == "perturbed")
+  if topk.shared_noise and not used:
+    why = "" if operator_in_training else (
+        " (score-function training draws its own samples)")
+    raise ValueError(
+        f"shared_noise=True would be ignored: selection={selection!r} and "
+        f"selection_eval={selection_eval!r} run no perturbed Top-K{why}. "
+        "Set shared_noise=False.")
+
+
 @flax.struct.dataclass
 class SelectionOutput:
   """What a model that selects k of d candidates returns beside its logits.
@@ -116,8 +132,8 @@ class TopK:
 
   Attributes:
     k: number of selected patches.
-    num_samples, gradient, noise, variance_reduction, chunk_size: options of
-      `perturbed_topk.perturbed_topk`.
+    num_samples, gradient, noise, variance_reduction, chunk_size,
+      shared_noise: options of `perturbed_topk.perturbed_topk`.
     sinkhorn_epsilon, sinkhorn_iterations, sinkhorn_form: options of
       `sinkhorn_topk.sinkhorn_topk`.
   """
@@ -127,6 +143,7 @@ class TopK:
   noise: str = "normal"
   variance_reduction: str = "conditional"
   chunk_size: int = 16
+  shared_noise: bool = False
   sinkhorn_epsilon: float = 1e-4
   sinkhorn_iterations: int = 2000
   sinkhorn_form: str = "scaled"
@@ -164,7 +181,7 @@ class TopK:
           scores, key, k=self.k, num_samples=self.num_samples, sigma=sigma,
           gradient=self.gradient, noise=self.noise,
           variance_reduction=self.variance_reduction,
-          chunk_size=self.chunk_size), None
+          chunk_size=self.chunk_size, shared_noise=self.shared_noise), None
     if method == "sinkhorn":
       return sinkhorn_topk.sinkhorn_topk(
           scores, k=self.k, epsilon=self.sinkhorn_epsilon,

@@ -7,7 +7,7 @@ On the shapes of configs/synthetic.py (batch 16, k = 4 patches of 96 px from
 (the two train steps take turns):
   * train step: `train.Trainer.train_step` on a batch of random pixels,
     as configured and with `model.stem_gradient="phases"` (the stem's
-    input gradient by 4 stride-1 convolutions: the before and after);
+    input gradients by phases: the before and after);
   * reader forward: the feature network on the b * k patches (train mode);
   * reader + parameter gradient: its gradient w.r.t. its parameters, what
     a model with fixed patches (random patches, say) needs;
@@ -21,7 +21,8 @@ On the shapes of configs/synthetic.py (batch 16, k = 4 patches of 96 px from
   * stem max-pool backward: the gradient of the stem's 3x3/2 max-pool;
   * the same by phases: `phase_conv.max_pool_3x3_stride2`'s (the 9 window
     offsets compared on the output grid), checked against the line above.
-The phase rows are the two halves of `model.stem_gradient="phases"`. Each also as a fraction of the train step. The reader must be a ResNet (its
+The phase rows are the two halves of `model.stem_gradient="phases"`. Each
+also as a fraction of the train step. The reader must be a ResNet (its
 "standard" stem: padding 3, then max-pool 3x3/2 with padding 1).
 
   python -m benchmarks.step_cost

@@ -85,7 +85,8 @@ def _feature_network(config: ml_collections.ConfigDict) -> nn.Module:
                              f"model.resnet_stem={stem!r}: {e}") from e
 
 
-# Module fields whose config path is not model.<field>.
+# Module fields whose config path is not model.<field>. PatchNet's and
+# NTS-Net's checks may name their Top-K's fields too.
 _TOPK_PATHS = {"num_samples": "perturbed.num_samples",
                "gradient": "perturbed.gradient", "noise": "perturbed.noise",
                "variance_reduction": "perturbed.variance_reduction",
@@ -94,13 +95,11 @@ _TOPK_PATHS = {"num_samples": "perturbed.num_samples",
                "sinkhorn_epsilon": "sinkhorn.epsilon",
                "sinkhorn_iterations": "sinkhorn.num_iterations",
                "sinkhorn_form": "sinkhorn.form"}
-_PATCHNET_PATHS = {"loss_samples": "perturbed.loss_samples",
-                   "shared_noise": "perturbed.shared_noise"}
-_NTSNET_PATHS = {"communication": "ntsnet.communication",
+_PATCHNET_PATHS = {**_TOPK_PATHS, "loss_samples": "perturbed.loss_samples"}
+_NTSNET_PATHS = {**_TOPK_PATHS, "communication": "ntsnet.communication",
                  "part_size": "ntsnet.part_size", "dropout": "ntsnet.dropout",
                  "aggregation": "ntsnet.aggregation",
-                 "padding": "patch_padding",
-                 "shared_noise": "perturbed.shared_noise"}
+                 "padding": "patch_padding"}
 _SCORER_PATHS = {"use_se": "scorer_has_se", "padding": "scorer_padding"}
 _TRANSFORMER_PATHS = {name: "transformer." + name for name in (
     "num_layers", "num_heads", "hidden_size", "dropout", "pooling")}

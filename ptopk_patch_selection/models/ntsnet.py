@@ -257,9 +257,7 @@ class NTSNet(nn.Module):
 
   def __post_init__(self):
     selection_lib.check_selection_fields(self.selection, self.selection_eval,
-                                         self.normalization)
-    selection_lib.check_shared_noise(self.topk, self.selection,
-                                     self.selection_eval)
+                                         self.normalization, self.topk)
     selection_lib.check_choice("communication", self.communication,
                                COMMUNICATIONS)
     selection_lib.check_choice("aggregation", self.aggregation,

@@ -203,8 +203,9 @@ class PatchNet(nn.Module):
   patch_dropout: float = 0.0
 
   def __post_init__(self):
-    selection_lib.check_selection_fields(self.selection, self.selection_eval,
-                                         self.normalization)
+    selection_lib.check_selection_fields(
+        self.selection, self.selection_eval, self.normalization, self.topk,
+        operator_in_training=self.train_patches != "score_function")
     check = selection_lib.check_choice
     check("patch_padding", self.patch_padding, patches_lib.PADDING_MODES)
     check("soft_extractor", self.soft_extractor, tuple(SOFT_EXTRACTORS))
@@ -227,9 +228,6 @@ class PatchNet(nn.Module):
         raise ValueError(
             "hard_topk_probability and random_patch_probability must be 0 "
             "with train_patches='score_function'.")
-    selection_lib.check_shared_noise(
-        self.topk, self.selection, self.selection_eval,
-        operator_in_training=self.train_patches != "score_function")
     self._check_patch_dropout()
     super().__post_init__()
 

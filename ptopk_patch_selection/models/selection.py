@@ -34,10 +34,13 @@ def check_choice(field: str, value: str, choices) -> None:
 
 
 def check_selection_fields(selection: str, selection_eval: str,
-                           normalization: str) -> None:
+                           normalization: str, topk: "TopK",
+                           operator_in_training: bool = True) -> None:
   """The selection fields of PatchNet and NTSNet (ValueError naming the
-  field): methods and normalisation, and random selection, which trains no
-  scorer, at evaluation too."""
+  field): methods and normalisation; random selection, which trains no
+  scorer, at evaluation too; and `topk.shared_noise` only where a perturbed
+  Top-K draws noise, in training (selection, unless the model trains without
+  the operator: `operator_in_training=False`) or at evaluation."""
   check_choice("selection", selection, SELECTIONS)
   check_choice("selection_eval", selection_eval, SELECTIONS)
   check_choice("normalization", normalization, NORMALIZATIONS)
@@ -46,16 +49,9 @@ def check_selection_fields(selection: str, selection_eval: str,
         "selection='random' trains no scorer, so selection_eval="
         f"{selection_eval!r} would evaluate an untrained one: set "
         "selection_eval='random'.")
-
-
-def check_shared_noise(topk: "TopK", selection: str, selection_eval: str,
-                       operator_in_training: bool = True) -> None:
-  """ValueError if `topk.shared_noise` would be ignored: no perturbed Top-K
-  runs in training (selection, unless the model trains without the operator:
-  `operator_in_training=False`) nor at evaluation (selection_eval)."""
-  used = ((selection == "perturbed" and operator_in_training) or
-          selection_eval == "perturbed")
-  if topk.shared_noise and not used:
+  draws_noise = ((selection == "perturbed" and operator_in_training) or
+                 selection_eval == "perturbed")
+  if topk.shared_noise and not draws_noise:
     why = "" if operator_in_training else (
         " (score-function training draws its own samples)")
     raise ValueError(

@@ -6,8 +6,9 @@ On the shapes of configs/synthetic.py (batch 16, k = 4 patches of 96 px from
 512 px images), the median wall time of `--timed_calls` calls after compilation
 (the two train steps take turns):
   * train step: `train.Trainer.train_step` on a batch of random pixels,
-    as configured and with `model.stem_gradient="phases"` (the stem's
-    input gradients by phases: the before and after);
+    with `model.stem_gradient="xla"` (XLA's own gradients) and with
+    `"phases"` (the stem's input gradients by phases, the default's);
+    the first is the step the fractions below divide by;
   * reader forward: the feature network on the b * k patches (train mode);
   * reader + parameter gradient: its gradient w.r.t. its parameters, what
     a model with fixed patches (random patches, say) needs;
@@ -15,12 +16,13 @@ On the shapes of configs/synthetic.py (batch 16, k = 4 patches of 96 px from
     scorer's gradient flows through;
   * stem input gradient: the gradient of the ResNet stem's 7x7 stride-2
     convolution w.r.t. its input, alone (its share of the line above);
-  * the same by 4 stride-1 convolutions: one convolution per parity of the
-    input pixel (`phase_conv.input_gradient_by_phases`), checked against
-    the line above before it is timed;
+  * stem input gradient by phases: one stride-1 convolution to the 4
+    parities of the input pixel (`phase_conv.input_gradient_by_phases`),
+    checked against the line above before it is timed;
   * stem max-pool backward: the gradient of the stem's 3x3/2 max-pool;
-  * the same by phases: `phase_conv.max_pool_3x3_stride2`'s (the 9 window
-    offsets compared on the output grid), checked against the line above.
+  * stem max-pool backward by phases: `phase_conv.max_pool_3x3_stride2`'s
+    (the 9 window offsets compared on the output grid), checked against
+    the line above.
 The phase rows are the two halves of `model.stem_gradient="phases"`. Each
 also as a fraction of the train step. The reader must be a ResNet (its
 "standard" stem: padding 3, then max-pool 3x3/2 with padding 1).
@@ -151,15 +153,19 @@ def measure(config: ml_collections.ConfigDict,
       "reader + parameter and patch gradient": (
           jax.jit(jax.grad(reader_loss, argnums=(0, 1))), (params, patches)),
       "stem input gradient": (stem_gradient, (patches,)),
-      "the same by 4 stride-1 convolutions": (phases_gradient, (patches,)),
+      "stem input gradient by phases": (phases_gradient, (patches,)),
       "stem max-pool backward": (pool_gradient, (stem_maps,)),
-      "the same by phases": (pool_phases_gradient, (stem_maps,)),
+      "stem max-pool backward by phases": (pool_phases_gradient, (stem_maps,)),
   }
-  phases = config.copy_and_resolve_references()
-  phases.model.stem_gradient = "phases"
+  by_gradient = {}
+  for gradient in feature_networks.STEM_GRADIENTS:
+    by_gradient[gradient] = config.copy_and_resolve_references()
+    by_gradient[gradient].model.stem_gradient = gradient
   rows = list(zip(
-      ["train step", 'train step, model.stem_gradient="phases"'],
-      _median_seconds(_train_step(config), _train_step(phases),
+      ['train step, model.stem_gradient="xla"',
+       'train step, model.stem_gradient="phases"'],
+      _median_seconds(_train_step(by_gradient["xla"]),
+                      _train_step(by_gradient["phases"]),
                       repeats=repeats)))
   for name, (fn, args) in parts.items():
     rows.append((name, _median_seconds(

@@ -92,7 +92,7 @@ def get_config() -> ml_collections.ConfigDict:
   # released code's or TF-converted weights); models/feature_networks.py.
   config.model.resnet_stem = "standard"
   # How the standard ResNet stem's input gradients are computed: "xla" or
-  # "phases" (by input parity: the convolution's as 4 stride-1 convolutions,
+  # "phases" (by input parity: the convolution's as one stride-1 convolution,
   # the max-pool's on the output grid; several times faster on CPUs, equal
   # up to rounding); models/phase_conv.py.
   config.model.stem_gradient = "xla"

@@ -67,6 +67,7 @@ def get_config(variant: str = ""):
   config.model.patch_padding = "edge"
   config.model.patch_grid = "scorer"
   config.model.feature_network = "resnet18_thin"
+  config.model.stem_gradient = "phases"  # the step 1.3x faster on CPUs
   config.model.pretrained_checkpoint = PRETRAINED_READER
   config.model.aggregator = "mean"
   config.model.train_patches = "soft"

@@ -68,10 +68,12 @@ def _resnet(stem_gradient):
                                           stem_gradient=stem_gradient)
 
 
-def test_phases_stem_keeps_parameters_outputs_and_gradients():
+@pytest.mark.parametrize("height,width", [(32, 32), (33, 31)])
+def test_phases_stem_keeps_parameters_outputs_and_gradients(height, width):
   """Same parameter tree and initial values (checkpoints load either way),
-  the same features, and input gradients equal up to rounding."""
-  x = jax.random.uniform(jax.random.key(0), (3, 32, 32, 3))
+  the same features, and input gradients equal up to rounding; odd sides
+  too."""
+  x = jax.random.uniform(jax.random.key(0), (3, height, width, 3))
   xla, phases = _resnet("xla"), _resnet("phases")
   variables = xla.init(jax.random.key(1), x, train=False)
   phase_variables = phases.init(jax.random.key(1), x, train=False)

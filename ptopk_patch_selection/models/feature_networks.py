@@ -19,8 +19,8 @@ are global, so there is no `axis_name`. The ResNet stem (`stem`):
     sides), stem BN momentum 0.99 (the old Flax default), and no ReLU.
 
 `stem_gradient="phases"` computes the standard stem's input gradients by
-the parity of the input pixel (phase_conv.py): the convolution's as 4
-stride-1 convolutions, the max-pool's by comparing its 9 window offsets on
+the parity of the input pixel (phase_conv.py): the convolution's as one
+stride-1 convolution to the 4 parities, the max-pool's by comparing its 9 window offsets on
 the output grid; several times faster on CPUs, same parameters and outputs,
 gradients equal up to rounding.
 

@@ -68,11 +68,14 @@ def _resnet(stem_gradient):
                                           stem_gradient=stem_gradient)
 
 
-@pytest.mark.parametrize("height,width", [(32, 32), (33, 31)])
+@pytest.mark.parametrize("height,width", [(48, 48), (49, 47)])
 def test_phases_stem_keeps_parameters_outputs_and_gradients(height, width):
   """Same parameter tree and initial values (checkpoints load either way),
   the same features, and input gradients equal up to rounding; odd sides
-  too."""
+  too. From 48 px on, XLA recomputes the stem's BatchNorm and ReLU for the
+  backward pass with other rounding than the forward's: a max-pool gradient
+  that compared them with the forward's maximum lost part of its cotangent
+  (the stem BatchNorm's gradient was off by 17% to 170%)."""
   x = jax.random.uniform(jax.random.key(0), (3, height, width, 3))
   xla, phases = _resnet("xla"), _resnet("phases")
   variables = xla.init(jax.random.key(1), x, train=False)
@@ -85,7 +88,7 @@ def test_phases_stem_keeps_parameters_outputs_and_gradients(height, width):
           {"params": params, "batch_stats": variables["batch_stats"]}, x,
           train=True, mutable=["batch_stats"])
       return jnp.sum(jnp.sin(features))
-    return jax.value_and_grad(fn, argnums=(0, 1))
+    return jax.jit(jax.value_and_grad(fn, argnums=(0, 1)))  # as trained
 
   (value, (params_grad, x_grad)) = loss(xla)(variables["params"], x)
   (phase_value, (phase_params_grad, phase_x_grad)) = loss(phases)(

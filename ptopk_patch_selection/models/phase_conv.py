@@ -179,29 +179,35 @@ def _fold(parts: list[jax.Array], axis: int) -> jax.Array:
       before.shape[:axis] + (2 * n,) + before.shape[axis + 1:])
 
 
-def max_pool_gradient_by_phases(x: jax.Array, pooled: jax.Array,
+def max_pool_gradient_by_phases(x: jax.Array,
                                 cotangent: jax.Array) -> jax.Array:
   """The input gradient of the 3x3 stride-2 max-pool with padding 1.
 
   Output o reads inputs 2o - 1, 2o, 2o + 1 per axis; the 9 offsets are
-  compared with the pooled value in raster order and the first that equals it
+  compared with their maximum in raster order and the first that equals it
   takes dy[o] (XLA's tie rule). Offsets 2o and 2o + 1 land on the even and odd
   inputs of o, offset 2o - 1 on the odd input of o - 1, so every mask lives on
   the (h/2, w/2) grid and no scatter is needed.
 
+  The maximum is taken here, from the same x as the comparisons, not passed
+  in from the forward pass: XLA may recompute x for the backward pass (a
+  BatchNorm and ReLU before the pool, say) with different rounding, and a
+  forward maximum that no recomputed offset equals would drop its gradient.
+
   Args:
     x: (n, h, w, c) with even h and w.
-    pooled: `_max_pool(x)`, (n, h/2, w/2, c).
-    cotangent: its cotangent, the same shape.
+    cotangent: the cotangent of the pooled (n, h/2, w/2, c).
 
   Returns:
     (n, h, w, c).
   """
+  offsets = [value for row in _offsets(x, 1) for value in _offsets(row, 2)]
+  pooled = functools.reduce(jnp.maximum, offsets)
   taken = jnp.zeros(pooled.shape, bool)
   rows = []
-  for row in _offsets(x, 1):
+  for row_offsets in (offsets[0:3], offsets[3:6], offsets[6:9]):
     columns = []
-    for value in _offsets(row, 2):
+    for value in row_offsets:
       first = (value == pooled) & ~taken
       taken = taken | first
       columns.append(jnp.where(first, cotangent, 0.0))
@@ -217,18 +223,16 @@ def max_pool_3x3_stride2(x: jax.Array) -> jax.Array:
 
 
 def _pool_forward(x):
-  pooled = _max_pool(x)
-  return pooled, (x, pooled)
+  return _max_pool(x), x
 
 
-def _pool_backward(residuals, cotangent):
-  x, pooled = residuals
+def _pool_backward(x, cotangent):
   h, w = x.shape[1:3]
   # An odd side gets one more padding row or column, which no window reads
   # beyond the pool's own padding: the same output, a gradient to crop.
   even = jnp.pad(x, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)),
                  constant_values=-jnp.inf)
-  gradient = max_pool_gradient_by_phases(even, pooled, cotangent)
+  gradient = max_pool_gradient_by_phases(even, cotangent)
   return (gradient[:, :h, :w].astype(x.dtype),)
 
 

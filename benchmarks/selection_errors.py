@@ -76,37 +76,45 @@ def table(counts: collections.Counter) -> str:
       ["targets whole", "others whole", "right", "wrong", "error rate"], rows)
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  console.quiet_library_logs()
-  workdir = _WORKDIR.value
+def count(workdir: str) -> tuple[int, collections.Counter,
+                                  collections.Counter]:
+  """Evaluates a finished run (`Trainer.predict`, as its evaluations do):
+  its step, `counts` and `slots` (`tally`) over the eval split."""
   config = workdir_files.load_config(workdir)
   pipeline, trainer, state = train.restore_trained(workdir, config)
   if trainer.grid is None or not pipeline.has_objects:
     raise errors.ConfigError(
         f"{workdir}: needs a model that selects patches (model.name="
         f"{config.model.name!r}) and a dataset with object boxes.")
-  sigma = train.eval_sigma(config, state.step)
 
   @jax.jit
-  def evaluate(images, rngs):
-    logits, aux = trainer.model.apply(
-        {"params": state.params, "batch_stats": state.batch_stats}, images,
-        train=False, sigma=sigma, rngs=rngs)
+  def evaluate(images, batch_index):
+    logits, aux = trainer.predict(state, images, batch_index)
     return logits.argmax(-1), trainer.grid.corners(aux.indices)
 
   counts, slots = collections.Counter(), collections.Counter()
   for index, batch in enumerate(pipeline.eval_batches()):
-    predictions, (top, left) = jax.device_get(evaluate(
-        batch["image"], train.step_rngs(config, index, stream=1)))
+    predictions, (top, left) = jax.device_get(evaluate(batch["image"],
+                                                       index))
     inside = whole_inside(batch["boxes"], top, left, trainer.grid.patch_size,
                           trainer.grid.image_size)
     tally(inside, batch, predictions == batch["label"], counts, slots)
-  total = sum(counts.values())
-  accuracy = sum(n for key, n in counts.items() if key[2]) / total
-  print(f"{workdir}, step {int(state.step)}: accuracy {accuracy:.3f} on "
-        f"{total} examples")
+  return int(state.step), counts, slots
+
+
+def accuracy(counts: collections.Counter) -> float:
+  """The fraction right among all counted examples."""
+  return sum(n for key, n in counts.items() if key[2]) / sum(counts.values())
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  console.quiet_library_logs()
+  workdir = _WORKDIR.value
+  step, counts, slots = count(workdir)
+  print(f"{workdir}, step {step}: accuracy {accuracy(counts):.3f} on "
+        f"{sum(counts.values())} examples")
   print(table(counts))
   print("selected slots holding a whole object: " + ", ".join(
       f"{n} slots in {slots[n]}" for n in sorted(slots)))

@@ -311,23 +311,31 @@ class Trainer:
         skipped_total=new_state.nonfinite_steps, **outputs)
     return new_state, step_metrics
 
-  def _eval_step(self, state: TrainState, batch, batch_index,
-                 with_pictures: bool = False):
-    """Sums over the valid rows of one eval batch, and picture data.
-
-    The pictures ({} unless `with_pictures`) are cut to
-    `config.num_image_summaries` rows before they leave the devices.
+  def predict(self, state: TrainState, images: jax.Array,
+              batch_index) -> tuple[jax.Array, Any]:
+    """The model in evaluation mode on eval batch `batch_index`: float32
+    logits (b, num_classes) and the model's aux output.
 
     Random draws at evaluation (random patches, perturbed Top-K with
     `sigma_eval`, or the current training sigma when it is unset) depend on
     the seed and the batch's position in the eval split only, so every
     evaluation of a run sees the same ones.
     """
-    sigma = eval_sigma(self.config, state.step)
     logits, aux = self._apply(
-        state.params, state.batch_stats, batch["image"], train=False,
-        sigma=sigma, rngs=step_rngs(self.config, batch_index, stream=1))
-    logits = logits.astype(jnp.float32)
+        state.params, state.batch_stats, images, train=False,
+        sigma=eval_sigma(self.config, state.step),
+        rngs=step_rngs(self.config, batch_index, stream=1))
+    return logits.astype(jnp.float32), aux
+
+  def _eval_step(self, state: TrainState, batch, batch_index,
+                 with_pictures: bool = False):
+    """Sums over the valid rows of one eval batch, and picture data.
+
+    The pictures ({} unless `with_pictures`) are cut to
+    `config.num_image_summaries` rows before they leave the devices. The
+    model's outputs are `predict`'s.
+    """
+    logits, aux = self.predict(state, batch["image"], batch_index)
     mask = batch["mask"].astype(jnp.float32)
     labels = batch["label"]
     _, per_example = self.model.loss(logits, aux, labels)

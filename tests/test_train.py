@@ -18,6 +18,7 @@ import orbax.checkpoint as ocp
 from PIL import Image
 import pytest
 
+from benchmarks import selection_errors
 from configs import test as test_config
 from ptopk_patch_selection import checkpoints
 from ptopk_patch_selection import console
@@ -139,6 +140,11 @@ def test_train_and_evaluate_writes_metrics_checkpoint_and_pictures(
   assert [os.path.basename(p) for p in paths] == ["visualize_0.png",
                                                   "visualize_1.png"]
   assert all(os.path.getsize(p) > 0 for p in paths)
+  # The error count evaluates the model as the evaluations did.
+  step, counts, _ = selection_errors.count(str(tmp_path))
+  assert step == 6 and sum(counts.values()) == 8
+  assert selection_errors.accuracy(counts) == pytest.approx(
+      results["accuracy"])
 
 
 def _find(picture, block):

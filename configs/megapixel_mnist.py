@@ -19,8 +19,8 @@ Variant (after the colon), comma-separated tokens:
              a 28 px digit lies whole in the patch of the cell holding its
              centre; the dataset keeps digits where the patches reach), K=7
              (K=5 left digits unread: the scorer also picks scribbles and
-             one digit twice), batch 8 for 3200 steps (9 minutes on a
-             2-core CPU), the thin ResNet-18
+             one digit twice), batch 8 for 3200 steps (9-14 minutes on a
+             2-core CPU, by its speed), the thin ResNet-18
              pretrained on texture patches (not MNIST:
              tools/pretrain_reader.py) with the phase stem gradient.
              docs/megapixel_mnist.md has every measured run.

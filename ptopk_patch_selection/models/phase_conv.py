@@ -8,7 +8,7 @@ ResNet stem on the embedded default's patches it is about a third of a whole
 training step (benchmarks/step_cost.py). The same gradient splits by the
 parity of the input pixel into 4 stride-1 correlations of the undilated
 cotangent with sub-kernels, computed as one convolution whose output
-channels are the 4 parities (`input_gradient_by_phases`), 6x faster there.
+channels are the 4 parities (`input_gradient_by_phases`), 3-6x faster there.
 The stem's 3x3 stride-2 max-pool has the same trouble: XLA's backward
 (select-and-scatter) is several times slower than comparing each of the 9
 window offsets with the output on the undilated grid and folding the

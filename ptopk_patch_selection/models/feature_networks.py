@@ -20,9 +20,9 @@ are global, so there is no `axis_name`. The ResNet stem (`stem`):
 
 `stem_gradient="phases"` computes the standard stem's input gradients by
 the parity of the input pixel (phase_conv.py): the convolution's as one
-stride-1 convolution to the 4 parities, the max-pool's by comparing its 9 window offsets on
-the output grid; several times faster on CPUs, same parameters and outputs,
-gradients equal up to rounding.
+stride-1 convolution to the 4 parities, the max-pool's by comparing its 9
+window offsets on the output grid; several times faster on CPUs, same
+parameters and outputs, gradients equal up to rounding.
 
 Every network takes `pool=False` to return the last feature map instead of
 its spatial mean (NTS-Net needs the map).

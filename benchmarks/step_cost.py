@@ -157,16 +157,15 @@ def measure(config: ml_collections.ConfigDict,
       "stem max-pool backward": (pool_gradient, (stem_maps,)),
       "stem max-pool backward by phases": (pool_phases_gradient, (stem_maps,)),
   }
-  by_gradient = {}
-  for gradient in feature_networks.STEM_GRADIENTS:
-    by_gradient[gradient] = config.copy_and_resolve_references()
-    by_gradient[gradient].model.stem_gradient = gradient
+  def train_step(gradient):
+    with_gradient = config.copy_and_resolve_references()
+    with_gradient.model.stem_gradient = gradient
+    return _train_step(with_gradient)
+
+  gradients = ("xla", "phases")  # the fractions divide by the first
   rows = list(zip(
-      ['train step, model.stem_gradient="xla"',
-       'train step, model.stem_gradient="phases"'],
-      _median_seconds(_train_step(by_gradient["xla"]),
-                      _train_step(by_gradient["phases"]),
-                      repeats=repeats)))
+      [f'train step, model.stem_gradient="{g}"' for g in gradients],
+      _median_seconds(*map(train_step, gradients), repeats=repeats)))
   for name, (fn, args) in parts.items():
     rows.append((name, _median_seconds(
         lambda fn=fn, args=args: jax.block_until_ready(fn(*args)),

@@ -21,13 +21,14 @@ Sinkhorn Top-K's two forms (sinkhorn_topk.py) at traffic settings with the
 released epsilon 1e-4 and 2000 iterations: time, memory, distance to the hard
 Top-K and row-sum error of the output (how far from convergence it is).
 Then the peers (--parts=peers), at both settings with the same scores and
-cotangent: ours (plain, conditional, and conditional with one noise draw
-shared by the batch), the released formulation, optax's
+cotangent: ours (plain, conditional, conditional with one noise draw
+shared by the batch, and conditional from an "rbg" key), the released formulation, optax's
 make_perturbed_fun on the same hard top-k (with and without its baseline),
 OTT's soft top-k (soft_sort.topk_mask and the per-slot transport of
 soft_sort.sort(topk=k); rows say "not installed" without ott-jax, the
 [benchmark] extra), our two Sinkhorn forms, a straight-through top-k, and
-the floor: lax.top_k of the (b*S, d) perturbed scores, forward only.
+the floor: lax.top_k of the (b*S, d) perturbed scores, forward only; and
+beside it ours' per-example noise alone and with the top-k (no estimator).
 
   python -m benchmarks.topk_op [--repeats=3] [--parts=sinkhorn,peers]
 
@@ -254,6 +255,8 @@ STRAIGHT_THROUGH_TEMPERATURE = SIGMA
 FLOOR = "floor: lax.top_k alone"
 OURS = "ours, exact conditional"
 OURS_SHARED = "ours, exact conditional, shared noise"
+OURS_RBG = "ours, exact conditional, rbg key"
+NOISE_FLOOR = "floor: noise + lax.top_k, in ours' chunks"
 OTT_MISSING = "not installed: pip install ott-jax"
 
 
@@ -363,6 +366,20 @@ def _perturbed_scores(scores, key, num_samples, sigma):
   return (scores[:, None] + sigma * noise).reshape(b * num_samples, d)
 
 
+def _in_noise_chunks(scores, key, num_samples, consume):
+  """consume(noise) over ours' chunks of per-example normal noise (b, C, d),
+  drawn as `perturbed_topk` draws it (a key per example, folded with the
+  chunk number), stacked over the chunks."""
+  b, d = scores.shape
+  size = ptopk.chunk_size_used(num_samples, ptopk.DEFAULT_CHUNK_SIZE, False)
+  keys = jax.random.split(key, b)
+
+  def one_chunk(chunk):
+    return consume(jax.vmap(lambda key: ptopk.sample_noise(
+        jax.random.fold_in(key, chunk), (size, d), "normal"))(keys))
+  return jax.lax.map(one_chunk, jnp.arange(num_samples // size))
+
+
 def peer_specs(k, num_samples, key, sigma=SIGMA):
   """name -> dict(build, output, note).
 
@@ -385,6 +402,12 @@ def peer_specs(k, num_samples, key, sigma=SIGMA):
                                   num_samples, key),
           output="slots", note="the same, shared_noise=True: one (S, d) "
           "draw for the batch"),
+      OURS_RBG: dict(
+          build=lambda: _operator("exact, conditional", k, num_samples,
+                                  jax.random.key(1, impl="rbg")),
+          output="slots", note="the same, per-example noise, from a key of "
+          "jax.random.key(seed, impl='rbg'): XLA's RngBitGenerator instead "
+          "of threefry"),
       "released (stored one-hots, diagonal)": dict(
           build=lambda: _operator("released (stored one-hots, diagonal)", k,
                                   num_samples, key),
@@ -432,12 +455,20 @@ def peer_specs(k, num_samples, key, sigma=SIGMA):
       inputs=lambda s: (_perturbed_scores(s, key, num_samples, sigma),),
       note="forward only: lax.top_k of the (b*S, d) perturbed scores, "
       "given")
-  specs["floor: noise + lax.top_k"] = dict(
-      build=lambda: lambda s: jax.lax.top_k(
-          _perturbed_scores(s, key, num_samples, sigma), k),
+  specs["floor: noise alone, in ours' chunks"] = dict(
+      build=lambda: lambda s: _in_noise_chunks(
+          s, key, num_samples, jnp.sum).sum(),
       output="floor", inputs=lambda s: (s,),
-      note="forward only: one (b, S, d) normal draw, added, lax.top_k "
-      "(ours draws in chunks of 16 samples)")
+      note="forward only: the (b, S, d) normal numbers of a noise draw per "
+      "example, drawn in ours' chunks and summed")
+  specs[NOISE_FLOOR] = dict(
+      build=lambda: lambda s: _in_noise_chunks(
+          s, key, num_samples,
+          lambda z: jax.lax.top_k(s[:, None] + sigma * z, k)[1]),
+      output="floor", inputs=lambda s: (s,),
+      note="forward only: the same noise, added, lax.top_k: what a "
+      "sampling estimator with a noise draw per example pays before any "
+      "estimator work")
   specs["ours, forward only"] = dict(
       build=lambda: _operator("exact, conditional", k, num_samples, key),
       output="forward", inputs=lambda s: (s,),
@@ -557,6 +588,13 @@ def _peer_summary(setting_name, rows):
     line += (f"; with shared noise {shared['time_s']:.3g} s = "
              f"{shared['x_floor']:.3g}x, cosine {shared['cosine']:.3f}, norm "
              f"ratio {shared['norm_ratio']:.3f}")
+  rbg = next((r for r in rows if r["peer"] == OURS_RBG), None)
+  if rbg and rbg["x_floor"] is not None:
+    line += f"; with an rbg key {rbg['x_floor']:.3g}x"
+  noise = next((r for r in rows if r["peer"] == NOISE_FLOOR), None)
+  if noise and noise["x_floor"] is not None:
+    line += (f"; per-example noise + lax.top_k alone, no estimator: "
+             f"{noise['x_floor']:.3g}x")
   if others:
     best = max(others, key=lambda r: r["cosine"])
     line += (f"; most accurate other peer: {best['peer']}, cosine "

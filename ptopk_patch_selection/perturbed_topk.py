@@ -33,6 +33,7 @@ import jax.numpy as jnp
 
 GRADIENTS = ("exact", "diagonal")
 NOISES = ("normal", "gumbel")
+DEFAULT_CHUNK_SIZE = 16  # samples drawn at once (`perturbed_topk`)
 VARIANCE_REDUCTIONS = ("none", "leave_one_out", "antithetic", "conditional")
 # The diagonal term reads each sample's own noise only: a baseline on <G, Y_s>
 # or the conditional integral has nothing to act on.
@@ -308,7 +309,7 @@ _perturbed_topk.defvjp(_forward, _backward)
 
 
 def check_options(*, num_samples: int, gradient: str, noise: str,
-                  variance_reduction: str, chunk_size: int = 16) -> None:
+                  variance_reduction: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
   """Raises ValueError on options that are unknown or contradict each other;
   the message names each field involved."""
   if chunk_size < 1:
@@ -355,7 +356,7 @@ def perturbed_topk(scores: jax.Array,
                    gradient: str = "exact",
                    noise: str = "normal",
                    variance_reduction: str = "none",
-                   chunk_size: int = 16,
+                   chunk_size: int = DEFAULT_CHUNK_SIZE,
                    shared_noise: bool = False) -> jax.Array:
   """Soft top-k indicators of a batch of scores, differentiable in the scores.
 

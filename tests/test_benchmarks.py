@@ -292,6 +292,8 @@ def test_topk_peers_give_figures_or_a_reason(monkeypatch):
   assert abs(mine["norm_ratio"] - 1) < 0.1 and mine["cosine"] > 0.9
   assert abs(scaled["norm_ratio"] - 1) > 0.1
   assert scaled["cosine"] == pytest.approx(mine["cosine"])
+  rbg = by_name[topk_op.OURS_RBG]  # the same estimator on other noise
+  assert rbg["cosine"] > 0.9 and rbg["distance"] != mine["distance"]
   mask = by_name["ours as a mask"]
   assert mask["mask_distance"] == pytest.approx(mine["mask_distance"])
   assert mask["reason"] is None and mask["cosine"] is not None

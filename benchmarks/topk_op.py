@@ -21,14 +21,14 @@ Sinkhorn Top-K's two forms (sinkhorn_topk.py) at traffic settings with the
 released epsilon 1e-4 and 2000 iterations: time, memory, distance to the hard
 Top-K and row-sum error of the output (how far from convergence it is).
 Then the peers (--parts=peers), at both settings with the same scores and
-cotangent: ours (plain, conditional, conditional with one noise draw
-shared by the batch, and conditional from an "rbg" key), the released formulation, optax's
-make_perturbed_fun on the same hard top-k (with and without its baseline),
-OTT's soft top-k (soft_sort.topk_mask and the per-slot transport of
-soft_sort.sort(topk=k); rows say "not installed" without ott-jax, the
-[benchmark] extra), our two Sinkhorn forms, a straight-through top-k, and
-the floor: lax.top_k of the (b*S, d) perturbed scores, forward only; and
-beside it ours' per-example noise alone and with the top-k (no estimator).
+cotangent: ours (plain, conditional, conditional with one noise draw shared
+by the batch, and conditional from an "rbg" key), the released formulation,
+optax's make_perturbed_fun on the same hard top-k (with and without its
+baseline), OTT's soft top-k (soft_sort.topk_mask and the per-slot transport
+of soft_sort.sort(topk=k); rows say "not installed" without ott-jax, the
+[benchmark] extra), our two Sinkhorn forms, a straight-through top-k, and the
+floor: lax.top_k of the (b*S, d) perturbed scores, forward only; and beside
+it ours' per-example noise alone and with the top-k (no estimator).
 
   python -m benchmarks.topk_op [--repeats=3] [--parts=sinkhorn,peers]
 

@@ -309,7 +309,8 @@ _perturbed_topk.defvjp(_forward, _backward)
 
 
 def check_options(*, num_samples: int, gradient: str, noise: str,
-                  variance_reduction: str, chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
+                  variance_reduction: str,
+                  chunk_size: int = DEFAULT_CHUNK_SIZE) -> None:
   """Raises ValueError on options that are unknown or contradict each other;
   the message names each field involved."""
   if chunk_size < 1:

@@ -162,7 +162,8 @@ def measure(config: ml_collections.ConfigDict,
     with_gradient.model.stem_gradient = gradient
     return _train_step(with_gradient)
 
-  gradients = ("xla", "phases")  # the fractions divide by the first
+  # ("xla", "phases"): the fractions divide by the first.
+  gradients = feature_networks.STEM_GRADIENTS
   rows = list(zip(
       [f'train step, model.stem_gradient="{g}"' for g in gradients],
       _median_seconds(*map(train_step, gradients), repeats=repeats)))

@@ -368,16 +368,20 @@ def _perturbed_scores(scores, key, num_samples, sigma):
 
 def _in_noise_chunks(scores, key, num_samples, consume):
   """consume(noise) over ours' chunks of per-example normal noise (b, C, d),
-  drawn as `perturbed_topk` draws it (a key per example, folded with the
-  chunk number), stacked over the chunks."""
+  drawn by `perturbed_topk`'s own functions, stacked over the chunks."""
   b, d = scores.shape
-  size = ptopk.chunk_size_used(num_samples, ptopk.DEFAULT_CHUNK_SIZE, False)
-  keys = jax.random.split(key, b)
-
-  def one_chunk(chunk):
-    return consume(jax.vmap(lambda key: ptopk.sample_noise(
-        jax.random.fold_in(key, chunk), (size, d), "normal"))(keys))
-  return jax.lax.map(one_chunk, jnp.arange(num_samples // size))
+  # pylint: disable=protected-access
+  opts = ptopk._Options(
+      k=1, num_samples=num_samples,
+      chunk_size=ptopk.chunk_size_used(num_samples, ptopk.DEFAULT_CHUNK_SIZE,
+                                       False),
+      gradient="exact", noise="normal", variance_reduction="none",
+      shared_noise=False, batch=b)
+  keys = ptopk._example_keys(key, b, opts)
+  return jax.lax.map(
+      lambda chunk: consume(ptopk._batch_noise(keys, chunk, opts, d)),
+      jnp.arange(num_samples // opts.chunk_size))
+  # pylint: enable=protected-access
 
 
 def peer_specs(k, num_samples, key, sigma=SIGMA):
@@ -574,7 +578,8 @@ def benchmark_peers(setting, *, num_samples=NUM_SAMPLES, sigma=SIGMA,
 
 def _peer_summary(setting_name, rows):
   """One line: ours against the floor and the most accurate other peer."""
-  ours = next(r for r in rows if r["peer"] == OURS)
+  by_name = {r["peer"]: r for r in rows}
+  ours = by_name[OURS]
   others = [r for r in rows if r["cosine"] is not None and
             not r["peer"].startswith("ours")]
   line = f"{setting_name}: ours (conditional) "
@@ -583,15 +588,15 @@ def _peer_summary(setting_name, rows):
   line += (f"{ours['time_s']:.3g} s = {ours['x_floor']:.3g}x the lax.top_k "
            f"floor, cosine {ours['cosine']:.3f}, norm ratio "
            f"{ours['norm_ratio']:.3f}")
-  shared = next((r for r in rows if r["peer"] == OURS_SHARED), None)
+  shared = by_name.get(OURS_SHARED)
   if shared and shared["time_s"] is not None and shared["cosine"] is not None:
     line += (f"; with shared noise {shared['time_s']:.3g} s = "
              f"{shared['x_floor']:.3g}x, cosine {shared['cosine']:.3f}, norm "
              f"ratio {shared['norm_ratio']:.3f}")
-  rbg = next((r for r in rows if r["peer"] == OURS_RBG), None)
+  rbg = by_name.get(OURS_RBG)
   if rbg and rbg["x_floor"] is not None:
     line += f"; with an rbg key {rbg['x_floor']:.3g}x"
-  noise = next((r for r in rows if r["peer"] == NOISE_FLOOR), None)
+  noise = by_name.get(NOISE_FLOOR)
   if noise and noise["x_floor"] is not None:
     line += (f"; per-example noise + lax.top_k alone, no estimator: "
              f"{noise['x_floor']:.3g}x")
